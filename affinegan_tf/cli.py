@@ -1,0 +1,285 @@
+"""The `affinegan-tf` command: parse flags, call one library function, print the result.
+
+Each subcommand imports its module only when it runs, so `affinegan-tf --help` is instant and a
+command that does not need TensorFlow does not load it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from affinegan_tf import __version__
+from affinegan_tf.errors import UserError
+
+EXPRESSIONS = ("smile", "surprise", "close_eyes", "puff_cheeks")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers like 0,0.5,1, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one intensity")
+    return values
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+# ----------------------------------------------------------------------------- data commands
+
+
+def _make_toy_data(args: argparse.Namespace) -> int:
+    from affinegan_tf.data.synthetic import write_toy_dataset
+
+    summary = write_toy_dataset(
+        args.out,
+        num_videos=args.videos,
+        size=args.size,
+        expression=args.expression,
+        video_format=args.format,
+        seed=args.seed,
+    )
+    print(
+        f"Wrote {summary['videos']} {summary['expression']} videos ({summary['frames']} frames, "
+        f"{summary['size']}x{summary['size']}, {summary['format']}) to {summary['out']}"
+    )
+    return 0
+
+
+def _inspect_data(args: argparse.Namespace) -> int:
+    from affinegan_tf.data.layout import format_inspection, inspect_data
+
+    report = inspect_data(args.data, face_crop=args.face_crop, strict=args.strict)
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_inspection(report))
+    return 0
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from affinegan_tf.training import fit_from_flags
+
+    fit_from_flags(
+        data=args.data,
+        out=args.out,
+        pipeline=args.pipeline,
+        preset_name=args.preset,
+        epochs=args.epochs,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        local_d=args.local_d,
+        face_crop=args.face_crop,
+        seed=args.seed,
+        learning_rate=args.learning_rate,
+        checkpoint_every=args.checkpoint_every,
+        mixed_precision=args.mixed_precision,
+        intensity=args.intensity,
+        intensity_discriminator=args.intensity_discriminator,
+        strict=args.strict,
+        force=args.force,
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from affinegan_tf.generation import generate_files
+
+    outputs = generate_files(
+        model_path=args.model,
+        images=args.image,
+        out=args.out,
+        intensities=args.intensities,
+        num_frames=args.frames,
+        max_intensity=args.max_intensity,
+        loop=args.loop,
+        fps=args.fps,
+        face_crop=args.face_crop,
+    )
+    for path in outputs:
+        print(path)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from affinegan_tf.export.exporter import export_model
+
+    manifest = export_model(
+        model_path=args.model,
+        out_dir=args.out,
+        formats=[part.strip() for part in args.formats.split(",") if part.strip()],
+        fp16=args.fp16,
+    )
+    for entry in manifest["files"]:
+        print(f"{entry['path']}  ({entry['bytes'] / 1e6:.1f} MB)")
+    return 0
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _intensity(args: argparse.Namespace) -> int:
+    from affinegan_tf.evaluation.curves import format_curve, intensity_curve
+
+    curve = intensity_curve(
+        model_path=args.model, video=args.video, neutral=args.neutral, plot_path=args.plot
+    )
+    if args.json:
+        _print_json(curve)
+    else:
+        print(format_curve(curve))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from affinegan_tf.evaluation.evaluate import evaluate_model, format_report
+
+    report = evaluate_model(model_path=args.model, data_dir=args.data, out_dir=args.out)
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from affinegan_tf.demo import run_demo
+
+    run_demo(out_dir=args.out, expression=args.expression, minutes=args.minutes, seed=args.seed)
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="affinegan-tf",
+        description="AffineGAN: turn a neutral face photo into an expression video, "
+        "learned from unlabelled face videos.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    toy = commands.add_parser(
+        "make-toy-data", help="write the built-in synthetic face-video data set"
+    )
+    toy.add_argument("--out", required=True, help="folder to write (authors' layout)")
+    toy.add_argument("--videos", type=int, default=32, help="number of videos (default 32)")
+    toy.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
+    toy.add_argument("--expression", choices=EXPRESSIONS, default="smile")
+    toy.add_argument("--format", choices=("frames", "mp4"), default="frames")
+    toy.add_argument("--seed", type=int, default=0)
+    toy.set_defaults(handler=_make_toy_data)
+
+    inspect = commands.add_parser("inspect-data", help="show what training would read from DIR")
+    inspect.add_argument("--data", required=True, help="data set root or folder of videos")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.add_argument("--face-crop", action="store_true", help="also check face detection")
+    inspect.add_argument("--strict", action="store_true", help="any unusable video is an error")
+    inspect.set_defaults(handler=_inspect_data)
+
+    fit = commands.add_parser("fit", help="train AffineGAN on a folder of face videos")
+    fit.add_argument("--data", required=True, help="data set root or folder of videos")
+    fit.add_argument("--out", help="run folder (default runs/<data>-<time>; resumes if it exists)")
+    fit.add_argument("--pipeline", help="TOML recipe, e.g. pipelines/toy.toml")
+    fit.add_argument("--preset", choices=("paper", "small", "tiny", "mobile"))
+    length = fit.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="passes over the training videos")
+    length.add_argument("--steps", type=int, help="total training steps")
+    fit.add_argument("--batch-size", type=int)
+    fit.add_argument("--local-d", choices=("auto", "on", "off"))
+    fit.add_argument("--face-crop", action="store_true", default=None)
+    fit.add_argument("--seed", type=int)
+    fit.add_argument("--learning-rate", type=float)
+    fit.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    fit.add_argument("--mixed-precision", action="store_true", default=None)
+    fit.add_argument("--intensity", choices=("affine", "mlp", "temporal"), help="ablations")
+    fit.add_argument(
+        "--intensity-discriminator", choices=("on", "off"), help="'off' is the no-D_a ablation"
+    )
+    fit.add_argument("--strict", action="store_true", default=None)
+    fit.add_argument("--force", action="store_true", help="reuse a run folder of another config")
+    fit.set_defaults(handler=_fit)
+
+    generate = commands.add_parser("generate", help="make a GIF/MP4/PNGs from a neutral photo")
+    generate.add_argument("--model", required=True, help="run folder, SavedModel, .tflite, .onnx")
+    generate.add_argument(
+        "--image", required=True, nargs="+", help="photo(s) or a folder of photos"
+    )
+    frames = generate.add_mutually_exclusive_group()
+    frames.add_argument("--intensities", type=_floats, help="e.g. 0,0.5,1")
+    frames.add_argument("--frames", type=int, help="N frames from 0 to --max-intensity")
+    generate.add_argument("--max-intensity", type=float, default=1.0)
+    generate.add_argument("--loop", choices=("none", "pingpong"), default="none")
+    generate.add_argument("--fps", type=float, default=10.0)
+    generate.add_argument("--face-crop", action="store_true")
+    generate.add_argument("--out", required=True, help="OUT.gif, OUT.mp4 or DIR/ (PNG frames)")
+    generate.set_defaults(handler=_generate)
+
+    export = commands.add_parser("export", help="export generate(image, intensities)")
+    export.add_argument("--model", required=True, help="run folder")
+    export.add_argument("--out", required=True, help="e.g. exported/NAME")
+    export.add_argument("--formats", default="savedmodel,tflite,onnx")
+    export.add_argument("--fp16", action="store_true", help="also float16-weight TFLite")
+    export.set_defaults(handler=_export)
+
+    intensity = commands.add_parser("intensity", help="inferred intensity of every frame")
+    intensity.add_argument("--model", required=True)
+    intensity.add_argument("--video", required=True, help="video file, frame folder or photos")
+    intensity.add_argument("--neutral", help="neutral frame (default: the first frame)")
+    intensity.add_argument("--json", action="store_true")
+    intensity.add_argument("--plot", help="write a PNG plot here")
+    intensity.set_defaults(handler=_intensity)
+
+    evaluate = commands.add_parser("evaluate", help="ACD metrics, L1/PSNR/SSIM, intensity")
+    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--out", help="report folder")
+    evaluate.set_defaults(handler=_evaluate)
+
+    demo = commands.add_parser("demo", help="train and show the method on built-in data")
+    demo.add_argument("--out", default="demo", help="folder for everything (default ./demo)")
+    demo.add_argument("--expression", choices=EXPRESSIONS, default="smile")
+    demo.add_argument("--minutes", type=float, default=8.0, help="training budget")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI; returns the process exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

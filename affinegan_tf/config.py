@@ -1,0 +1,271 @@
+"""Typed, frozen configuration objects and the named presets.
+
+Every fact about a run lives here exactly once: image size, channel widths, loss weights, the
+learning-rate schedule, the data options. A run writes its resolved `RunConfig` to
+`<run>/config.json`; `RunConfig.from_dict` reads it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from affinegan_tf.errors import UserError
+
+# Pixel normalisation, defined once: uint8 [0, 255] at the edges, float32 [-1, 1] inside the model.
+PIXEL_SCALE = 127.5
+PIXEL_OFFSET = 1.0
+
+# The authors' 286 -> 256 resize-then-crop ratio, applied at any image size.
+LOAD_SIZE_RATIO = 286 / 256
+
+UPSAMPLE_MODES = ("transpose", "resize")
+INTENSITY_MODES = ("affine", "mlp", "temporal")
+LOCAL_D_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the generator and the discriminators.
+
+    Attributes:
+        image_size: Side of the square model input and output; a power of two >= 16. The number of
+            U-Net levels is log2(image_size), so the bottleneck is always 1x1.
+        ngf: Width of the first encoder convolution; level i has ngf * min(2**i, 8) channels.
+        ndf: Width of the first PatchGAN convolution.
+        upsample: "transpose" (pix2pix transposed convolutions) or "resize" (nearest-neighbour
+            resize then a 3x3 convolution: no ConvTranspose in exported graphs, for mobile).
+        noise_std: Std of the Gaussian noise added to each combined feature during training.
+        dropout: Dropout rate of the decoder blocks right after the innermost one (training only).
+        intensity: "affine" (the method), "mlp" (a small network regresses intensity from the
+            image; the paper's ablation) or "temporal" (a_t = t / T from frame position, FAN-style).
+        intensity_discriminator: Whether the intensity discriminator D_a is trained and used.
+        local_discriminator: "auto" (on exactly when the data set has masks), "on" or "off".
+        num_targets: K, target frames drawn per training sample.
+    """
+
+    image_size: int = 256
+    ngf: int = 64
+    ndf: int = 64
+    upsample: str = "transpose"
+    noise_std: float = 0.01
+    dropout: float = 0.5
+    intensity: str = "affine"
+    intensity_discriminator: bool = True
+    local_discriminator: str = "auto"
+    num_targets: int = 5
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        if size < 16 or size & (size - 1):
+            raise UserError(f"image_size must be a power of two >= 16, got {size}.")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise UserError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}.")
+        if self.intensity not in INTENSITY_MODES:
+            raise UserError(f"intensity must be one of {INTENSITY_MODES}, got {self.intensity!r}.")
+        if self.local_discriminator not in LOCAL_D_MODES:
+            raise UserError(
+                f"local_discriminator must be one of {LOCAL_D_MODES}, "
+                f"got {self.local_discriminator!r}."
+            )
+        if self.num_targets < 1:
+            raise UserError(f"num_targets must be >= 1, got {self.num_targets}.")
+
+    @property
+    def levels(self) -> int:
+        """Number of U-Net levels (encoder convolutions): log2(image_size)."""
+        return int(math.log2(self.image_size))
+
+    @property
+    def dropout_blocks(self) -> int:
+        """Decoder blocks with dropout: pix2pix's rule, levels - 5 (3 at 256, 1 at 64)."""
+        return max(self.levels - 5, 0)
+
+    @property
+    def load_size(self) -> int:
+        """Size frames are resized to before the random crop (286 for 256)."""
+        return int(round(self.image_size * LOAD_SIZE_RATIO))
+
+    def encoder_channels(self) -> list[int]:
+        """Output channels of each encoder level, outermost first."""
+        return [self.ngf * min(2**i, 8) for i in range(self.levels)]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training videos are and how they are read.
+
+    Attributes:
+        data_dir: Data set root (containing train/) or a folder of videos.
+        face_crop: Crop every video to the face found in its neutral frame.
+        face_margin: Margin around the detected face box, as a fraction of its side.
+        strict: Make any unusable video an error instead of a skipped-with-warning.
+        cache_dir: Where decoded frames are cached; None means `<data_dir>/.affinegan_cache`
+            or, if that is not writable, the user cache folder.
+        max_frames: Frames kept per video (evenly subsampled when a clip has more); None keeps all.
+    """
+
+    data_dir: str = ""
+    face_crop: bool = False
+    face_margin: float = 0.35
+    strict: bool = False
+    cache_dir: str | None = None
+    max_frames: int | None = 64
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Loss weights of AFFINEGAN.md (paper values by default)."""
+
+    global_adversarial: float = 1.0
+    local_adversarial: float = 1.0
+    reconstruction: float = 100.0
+    e0_reconstruction: float = 10.0
+    intensity_adversarial: float = 100.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping of a training run.
+
+    Attributes:
+        batch_size: Videos per step (global batch under tf.distribute).
+        epochs: Passes over the training videos; ignored when `steps` is set.
+        steps: Total generator steps; overrides `epochs` when set.
+        learning_rate: Adam learning rate of both optimisers.
+        beta_1: Adam beta1.
+        beta_2: Adam beta2.
+        decay_fraction: Fraction of the run, at its end, over which the rate decays linearly to 0.
+        loss_weights: The five loss weights.
+        checkpoint_every: Steps between checkpoints (and sample GIFs).
+        keep_checkpoints: Checkpoints kept on disk.
+        log_every: Steps between TensorBoard scalar writes.
+        mixed_precision: Train with float16 compute and loss scaling (for GPUs).
+        seed: Seed of every random choice of the run (data order, crops, noise, weights).
+    """
+
+    batch_size: int = 1
+    epochs: int = 200
+    steps: int | None = None
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    decay_fraction: float = 0.5
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 50
+    mixed_precision: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UserError(f"batch_size must be >= 1, got {self.batch_size}.")
+        if not 0.0 <= self.decay_fraction <= 1.0:
+            raise UserError(f"decay_fraction must be in [0, 1], got {self.decay_fraction}.")
+        if self.steps is not None and self.steps < 1:
+            raise UserError(f"steps must be >= 1, got {self.steps}.")
+        if self.epochs < 1:
+            raise UserError(f"epochs must be >= 1, got {self.epochs}.")
+
+    def total_steps(self, num_videos: int) -> int:
+        """Total generator steps for a data set of `num_videos` videos."""
+        if self.steps is not None:
+            return self.steps
+        return self.epochs * steps_per_epoch(num_videos, self.batch_size)
+
+
+def steps_per_epoch(num_videos: int, batch_size: int) -> int:
+    """Steps that visit every video once."""
+    return max(1, math.ceil(num_videos / batch_size))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run; written to `<run>/config.json`."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "paper"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        return _from_dict(cls, values, "config")
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise UserError(f"Cannot read run config {path}: {error}.") from error
+        return cls.from_dict(values)
+
+
+def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Builds a (nested) frozen dataclass from a dict, rejecting unknown keys by name."""
+    if not isinstance(values, dict):
+        raise UserError(f"{where} must be a table/object, got {type(values).__name__}.")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise UserError(
+            f"Unknown setting(s) {', '.join(unknown)} in {where}; known: {', '.join(sorted(known))}."
+        )
+    kwargs = {}
+    for name, value in values.items():
+        nested = _NESTED.get((cls, name))
+        kwargs[name] = _from_dict(nested, value, f"{where}.{name}") if nested else value
+    try:
+        return cls(**kwargs)
+    except TypeError as error:
+        raise UserError(f"Invalid {where}: {error}.") from error
+
+
+_NESTED = {
+    (RunConfig, "model"): ModelConfig,
+    (RunConfig, "data"): DataConfig,
+    (RunConfig, "train"): TrainConfig,
+    (TrainConfig, "loss_weights"): LossWeights,
+}
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # The paper's network: 256x256, ngf = ndf = 64, transposed-conv decoder.
+    "paper": ModelConfig(image_size=256, ngf=64, ndf=64),
+    # Same design at 128x128: a quarter of the compute per image.
+    "small": ModelConfig(image_size=128, ngf=64, ndf=64),
+    # For tests and the demo: 64x64 and narrow, trains at tens of steps per second on 2 cores.
+    "tiny": ModelConfig(image_size=64, ngf=32, ndf=32),
+    # For phones: narrower, resize+conv upsampling (no ConvTranspose in exported graphs).
+    "mobile": ModelConfig(image_size=256, ngf=32, ndf=64, upsample="resize"),
+}
+
+DEFAULT_PRESET = "paper"
+
+
+def preset(name: str) -> ModelConfig:
+    """Returns the named model preset."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UserError(
+            f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}."
+        ) from None
+
+
+def replace(config: Any, **changes: Any) -> Any:
+    """dataclasses.replace that skips None values (flags the user did not give)."""
+    changes = {key: value for key, value in changes.items() if value is not None}
+    return dataclasses.replace(config, **changes) if changes else config

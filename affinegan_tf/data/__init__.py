@@ -1,0 +1,1 @@
+"""Reading face videos: files -> uint8 frames -> cached arrays -> tf.data training samples."""

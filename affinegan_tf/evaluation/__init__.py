@@ -1,0 +1,1 @@
+"""Intensity curves, the paper's ACD metrics and ablation runs."""

@@ -1,0 +1,1 @@
+"""Exporting `generate(image, intensities)` as SavedModel, TFLite and ONNX."""

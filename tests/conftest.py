@@ -1,0 +1,31 @@
+"""Shared fixtures: the ../shared sample media (skipped when absent) and small toy data sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data with the real sample clip and photos; skips the test when absent."""
+    if not (SHARED_DATA / "single_face.mp4").is_file():
+        pytest.skip("../shared/data is not beside this checkout")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic data set in the authors' layout (8 videos, 64x64, with masks)."""
+    from affinegan_tf.data.synthetic import write_toy_dataset
+
+    root = tmp_path_factory.mktemp("toy")
+    write_toy_dataset(root, num_videos=8, size=64, expression="smile", seed=0)
+    return root
