@@ -1,0 +1,332 @@
+"""AffineGAN as a keras.Model: compile() takes the two optimisers, train_step() alternates updates.
+
+One training step, per batch of B videos with K target frames each:
+1. Generator forward (under the generator's tape): encode the B neutral frames with E0 and Ed and
+   the B*K targets with E0, infer a_t per target, decode the B*K fakes G(I0, a_t) and the B*K
+   reconstructions De(E0(I_t)) in one decoder call.
+2. Discriminator update (own tape, own optimiser, fakes detached): global PatchGAN, local mouth
+   PatchGAN when masks are used, intensity discriminator D_a.
+3. Generator update (own optimiser) with the losses of AFFINEGAN.md, judged by the updated D.
+The generator forward is shared by steps 2 and 3, as in pix2pix, so it runs once per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from affinegan_tf.config import LossWeights, ModelConfig
+from affinegan_tf.intensity import infer_intensity
+from affinegan_tf.losses import (
+    accuracy,
+    discriminator_loss,
+    generator_adversarial_loss,
+    mean_absolute_error,
+)
+from affinegan_tf.networks import (
+    AffineGenerator,
+    IntensityDiscriminator,
+    IntensityRegressor,
+    PatchDiscriminator,
+)
+
+METRIC_NAMES = (
+    "g_total",
+    "g_global_adversarial",
+    "g_local_adversarial",
+    "g_reconstruction",
+    "g_e0_reconstruction",
+    "g_intensity_adversarial",
+    "d_global",
+    "d_local",
+    "d_intensity",
+    "d_real_accuracy",
+    "d_fake_accuracy",
+    "intensity_mean",
+    "intensity_std",
+)
+
+
+@dataclass
+class GeneratorForward:
+    """What one generator forward pass produces (flattened over B*K targets)."""
+
+    neutral_repeated: tf.Tensor
+    targets: tf.Tensor
+    masks: tf.Tensor
+    fakes: tf.Tensor
+    reconstructions: tf.Tensor
+    intensities: tf.Tensor  # [B, K], with gradient into the encoders (affine / mlp modes)
+
+
+class AffineGAN(keras.Model):
+    """The whole trainable system: generator, discriminators and (ablation) intensity regressor.
+
+    Args:
+        config: Model configuration (preset).
+        use_local_discriminator: Whether the local mouth PatchGAN is built and trained (resolve
+            "auto" against the data before constructing the model).
+        seed: Seed of weights, noise and dropout.
+    """
+
+    def __init__(self, config: ModelConfig, use_local_discriminator: bool, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.use_local_discriminator = use_local_discriminator
+        keras.utils.set_random_seed(seed)
+        self.generator = AffineGenerator(config, seed=seed, name="generator")
+        self.global_discriminator = PatchDiscriminator(config.ndf, name="global_discriminator")
+        self.local_discriminator = (
+            PatchDiscriminator(config.ndf, name="local_discriminator")
+            if use_local_discriminator
+            else None
+        )
+        uses_intensity_d = config.intensity_discriminator and config.intensity != "temporal"
+        self.intensity_discriminator = (
+            IntensityDiscriminator(config.num_targets, name="intensity_discriminator")
+            if uses_intensity_d
+            else None
+        )
+        self.intensity_regressor = (
+            IntensityRegressor(name="intensity_regressor") if config.intensity == "mlp" else None
+        )
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+
+    # ------------------------------------------------------------------------- setup
+
+    def build(self, input_shape=None):
+        size, targets = self.config.image_size, self.config.num_targets
+        self.generator.build()
+        pair = ops.zeros((1, size, size, 6))
+        self.global_discriminator(pair)
+        if self.local_discriminator is not None:
+            self.local_discriminator(pair)
+        if self.intensity_discriminator is not None:
+            self.intensity_discriminator(ops.zeros((1, targets)))
+        if self.intensity_regressor is not None:
+            bottleneck = ops.zeros((1, 1, 1, self.config.encoder_channels()[-1]))
+            self.intensity_regressor(bottleneck, bottleneck)
+        self.built = True
+
+    def compile(
+        self,
+        generator_optimizer: keras.optimizers.Optimizer,
+        discriminator_optimizer: keras.optimizers.Optimizer,
+        loss_weights: LossWeights | None = None,
+        **kwargs,
+    ):
+        super().compile(**kwargs)
+        self.generator_optimizer = generator_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+        self.loss_weights = loss_weights or LossWeights()
+        if not self.built:
+            self.build()
+        self.generator_optimizer.build(self.generator_variables)
+        self.discriminator_optimizer.build(self.discriminator_variables)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    @property
+    def generator_variables(self) -> list:
+        """Variables the generator optimiser updates (E0, Ed, De and, for mlp, the regressor)."""
+        variables = list(self.generator.trainable_variables)
+        if self.intensity_regressor is not None:
+            variables += self.intensity_regressor.trainable_variables
+        return variables
+
+    @property
+    def discriminator_variables(self) -> list:
+        """Variables the discriminator optimiser updates (global, local and intensity D)."""
+        variables = list(self.global_discriminator.trainable_variables)
+        for network in (self.local_discriminator, self.intensity_discriminator):
+            if network is not None:
+                variables += network.trainable_variables
+        return variables
+
+    @property
+    def step(self):
+        """Training steps done so far (the generator optimiser's iteration counter)."""
+        return self.generator_optimizer.iterations
+
+    # ------------------------------------------------------------------------- intensity
+
+    def _intensities(self, neutral_base, target_bottleneck, delta_bottleneck, positions):
+        """Inferred intensity per target, [B*K]; the three modes of the ablation study."""
+        repeats = self.config.num_targets
+        if self.config.intensity == "temporal":
+            return ops.reshape(ops.cast(positions, "float32"), (-1,))
+        neutral_bottleneck = ops.repeat(neutral_base, repeats, axis=0)
+        if self.config.intensity == "mlp":
+            return self.intensity_regressor(neutral_bottleneck, target_bottleneck)
+        return infer_intensity(
+            neutral_bottleneck, target_bottleneck, ops.repeat(delta_bottleneck, repeats, axis=0)
+        )
+
+    def infer_intensities(self, neutral, frames):
+        """Intensity of each frame relative to a neutral frame (inference, no gradients).
+
+        Args:
+            neutral: [1, S, S, 3] in [-1, 1].
+            frames: [N, S, S, 3] in [-1, 1].
+
+        Returns:
+            [N] float32 intensities.
+        """
+        if self.config.intensity == "temporal":
+            raise ValueError("a model trained with temporal labels has no intensity estimator")
+        neutral_base = self.generator.base_encoder(neutral)[-1]
+        delta = self.generator.delta_encoder(neutral)[-1]
+        count = ops.shape(frames)[0]
+        target = self.generator.base_encoder(frames)[-1]
+        neutral_repeated = ops.repeat(neutral_base, count, axis=0)
+        if self.config.intensity == "mlp":
+            return self.intensity_regressor(neutral_repeated, target)
+        return infer_intensity(neutral_repeated, target, ops.repeat(delta, count, axis=0))
+
+    # ------------------------------------------------------------------------- training
+
+    def _generator_forward(self, batch, training: bool = True) -> GeneratorForward:
+        neutral = batch["neutral"]
+        size, repeats = self.config.image_size, self.config.num_targets
+        count = ops.shape(neutral)[0]
+        targets = ops.reshape(batch["targets"], (-1, size, size, 3))
+        masks = ops.reshape(batch["masks"], (-1, size, size, 1))
+
+        # E0 on the neutral frames and all targets in one call.
+        base_all = self.generator.base_encoder(ops.concatenate([neutral, targets], axis=0))
+        neutral_base = [features[:count] for features in base_all]
+        target_base = [features[count:] for features in base_all]
+        delta = self.generator.delta_encoder(neutral)
+
+        intensities = self._intensities(
+            neutral_base[-1], target_base[-1], delta[-1], batch.get("target_positions")
+        )
+        # The generator sees a_t as a constant; only D_a's loss pulls gradients through it.
+        decode_intensities = (
+            intensities if self.config.intensity == "mlp" else ops.stop_gradient(intensities)
+        )
+        combined = self.generator.combine(
+            [ops.repeat(features, repeats, axis=0) for features in neutral_base],
+            [ops.repeat(features, repeats, axis=0) for features in delta],
+            decode_intensities,
+            training=training,
+        )
+        # Fakes and reconstructions De(E0(I_t)) in one decoder call.
+        decoded = self.generator.decoder(
+            [ops.concatenate([fake, real], axis=0) for fake, real in zip(combined, target_base)],
+            training=training,
+        )
+        total = ops.shape(targets)[0]
+        return GeneratorForward(
+            neutral_repeated=ops.repeat(neutral, repeats, axis=0),
+            targets=targets,
+            masks=masks,
+            fakes=decoded[:total],
+            reconstructions=decoded[total:],
+            intensities=ops.reshape(intensities, (-1, repeats)),
+        )
+
+    def _replica_scale(self, loss):
+        """Per-replica loss for a global-batch mean (the optimiser sums replica gradients)."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return loss / replicas if replicas > 1 else loss
+
+    def _apply(self, optimizer, tape, loss, variables):
+        loss = self._replica_scale(loss)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            loss = optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, variables)
+        optimizer.apply(gradients, variables)
+
+    def _discriminator_step(self, batch, forward: GeneratorForward) -> dict:
+        """One update of every discriminator on real pairs and detached fakes."""
+        fakes = ops.stop_gradient(forward.fakes)
+        neutral, targets, masks = forward.neutral_repeated, forward.targets, forward.masks
+        total = ops.shape(targets)[0]
+        logs = {}
+        with tf.GradientTape() as tape:
+            pairs = ops.concatenate(
+                [
+                    ops.concatenate([neutral, targets], axis=-1),
+                    ops.concatenate([neutral, fakes], axis=-1),
+                ],
+                axis=0,
+            )
+            logits = self.global_discriminator(pairs)
+            real_logits, fake_logits = logits[:total], logits[total:]
+            loss = logs["d_global"] = discriminator_loss(real_logits, fake_logits)
+            if self.local_discriminator is not None:
+                local_logits = self.local_discriminator(pairs * ops.concatenate([masks, masks], 0))
+                logs["d_local"] = discriminator_loss(local_logits[:total], local_logits[total:])
+                loss = loss + logs["d_local"]
+            if self.intensity_discriminator is not None:
+                real_intensity_logits = self.intensity_discriminator(batch["prior_intensities"])
+                fake_intensity_logits = self.intensity_discriminator(
+                    ops.stop_gradient(forward.intensities)
+                )
+                logs["d_intensity"] = discriminator_loss(
+                    real_intensity_logits, fake_intensity_logits
+                )
+                loss = loss + logs["d_intensity"]
+        self._apply(self.discriminator_optimizer, tape, loss, self.discriminator_variables)
+        logs["d_real_accuracy"] = accuracy(real_logits, True)
+        logs["d_fake_accuracy"] = accuracy(fake_logits, False)
+        return logs
+
+    def _generator_losses(self, forward: GeneratorForward) -> dict:
+        """The generator's loss terms and their weighted total (AFFINEGAN.md's normalisation)."""
+        weights = self.loss_weights
+        neutral, fakes = forward.neutral_repeated, forward.fakes
+        fake_pairs = ops.concatenate([neutral, fakes], axis=-1)
+        logs = {
+            "g_global_adversarial": generator_adversarial_loss(
+                self.global_discriminator(fake_pairs)
+            ),
+            "g_reconstruction": mean_absolute_error(forward.targets, fakes),
+            "g_e0_reconstruction": mean_absolute_error(forward.targets, forward.reconstructions),
+        }
+        # Per-target terms are means over the K targets, i.e. sum_t(...) / K.
+        total = (
+            weights.global_adversarial * logs["g_global_adversarial"]
+            + weights.reconstruction * logs["g_reconstruction"]
+            + weights.e0_reconstruction * logs["g_e0_reconstruction"]
+        )
+        if self.local_discriminator is not None:
+            logs["g_local_adversarial"] = generator_adversarial_loss(
+                self.local_discriminator(fake_pairs * forward.masks)
+            )
+            total = total + weights.local_adversarial * logs["g_local_adversarial"]
+        if self.intensity_discriminator is not None:
+            logs["g_intensity_adversarial"] = generator_adversarial_loss(
+                self.intensity_discriminator(forward.intensities)
+            )
+            # Added once per sample, then the whole sum divided by K.
+            total = total + (
+                weights.intensity_adversarial
+                * logs["g_intensity_adversarial"]
+                / self.config.num_targets
+            )
+        logs["g_total"] = total
+        return logs
+
+    def train_step(self, batch):
+        with tf.GradientTape() as tape:
+            forward = self._generator_forward(batch, training=True)
+            with tape.stop_recording():
+                logs = self._discriminator_step(batch, forward)
+            generator_logs = self._generator_losses(forward)
+        self._apply(
+            self.generator_optimizer, tape, generator_logs["g_total"], self.generator_variables
+        )
+        logs.update(generator_logs)
+        intensities = ops.reshape(forward.intensities, (-1,))
+        logs["intensity_mean"] = ops.mean(intensities)
+        logs["intensity_std"] = ops.std(intensities)
+        for name, value in logs.items():
+            self.trackers[name].update_state(value)
+        return {name: self.trackers[name].result() for name in logs}
