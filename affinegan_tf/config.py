@@ -221,7 +221,8 @@ def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise UserError(
-            f"Unknown setting(s) {', '.join(unknown)} in {where}; known: {', '.join(sorted(known))}."
+            f"Unknown setting(s) {', '.join(unknown)} in {where}; "
+            f"known: {', '.join(sorted(known))}."
         )
     kwargs = {}
     for name, value in values.items():
@@ -260,9 +261,7 @@ def preset(name: str) -> ModelConfig:
     try:
         return PRESETS[name]
     except KeyError:
-        raise UserError(
-            f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}."
-        ) from None
+        raise UserError(f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.") from None
 
 
 def replace(config: Any, **changes: Any) -> Any:

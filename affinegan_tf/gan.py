@@ -218,7 +218,10 @@ class AffineGAN(keras.Model):
         )
         # Fakes and reconstructions De(E0(I_t)) in one decoder call.
         decoded = self.generator.decoder(
-            [ops.concatenate([fake, real], axis=0) for fake, real in zip(combined, target_base)],
+            [
+                ops.concatenate([fake, real], axis=0)
+                for fake, real in zip(combined, target_base, strict=True)
+            ],
             training=training,
         )
         total = ops.shape(targets)[0]

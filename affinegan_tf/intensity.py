@@ -24,7 +24,8 @@ def infer_intensity(neutral_bottleneck, target_bottleneck, delta_bottleneck):
     """
     batch = ops.shape(target_bottleneck)[0]
     difference = ops.reshape(
-        ops.cast(target_bottleneck, "float32") - ops.cast(neutral_bottleneck, "float32"), (batch, -1)
+        ops.cast(target_bottleneck, "float32") - ops.cast(neutral_bottleneck, "float32"),
+        (batch, -1),
     )
     direction = ops.reshape(ops.cast(delta_bottleneck, "float32"), (batch, -1))
     projection = ops.sum(difference * direction, axis=-1)

@@ -16,7 +16,9 @@ def sigmoid_cross_entropy(logits, is_real: bool):
 
 def discriminator_loss(real_logits, fake_logits):
     """0.5 * (loss on real + loss on fake), as pix2pix and the authors weight it."""
-    return 0.5 * (sigmoid_cross_entropy(real_logits, True) + sigmoid_cross_entropy(fake_logits, False))
+    return 0.5 * (
+        sigmoid_cross_entropy(real_logits, True) + sigmoid_cross_entropy(fake_logits, False)
+    )
 
 
 def generator_adversarial_loss(fake_logits):

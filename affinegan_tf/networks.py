@@ -196,7 +196,10 @@ class IntensityRegressor(keras.Model):
     def call(self, neutral_bottleneck, target_bottleneck):
         batch = ops.shape(target_bottleneck)[0]
         values = ops.concatenate(
-            [ops.reshape(neutral_bottleneck, (batch, -1)), ops.reshape(target_bottleneck, (batch, -1))],
+            [
+                ops.reshape(neutral_bottleneck, (batch, -1)),
+                ops.reshape(target_bottleneck, (batch, -1)),
+            ],
             axis=-1,
         )
         values = ops.leaky_relu(self.hidden(values), 0.2)
