@@ -234,17 +234,20 @@ class AffineGAN(keras.Model):
             intensities=ops.reshape(intensities, (-1, repeats)),
         )
 
-    def _replica_scale(self, loss):
-        """Per-replica loss for a global-batch mean (the optimiser sums replica gradients)."""
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        return loss / replicas if replicas > 1 else loss
+    def _scaled(self, optimizer, loss):
+        """The loss to differentiate: per-replica share of the global-batch mean, loss-scaled.
 
-    def _apply(self, optimizer, tape, loss, variables):
-        loss = self._replica_scale(loss)
+        Must be called inside the tape: the optimiser sums gradients over replicas.
+        """
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss / replicas
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
             loss = optimizer.scale_loss(loss)
-        gradients = tape.gradient(loss, variables)
-        optimizer.apply(gradients, variables)
+        return loss
+
+    def _apply(self, optimizer, tape, scaled_loss, variables):
+        optimizer.apply(tape.gradient(scaled_loss, variables), variables)
 
     def _discriminator_step(self, batch, forward: GeneratorForward) -> dict:
         """One update of every discriminator on real pairs and detached fakes."""
@@ -276,7 +279,8 @@ class AffineGAN(keras.Model):
                     real_intensity_logits, fake_intensity_logits
                 )
                 loss = loss + logs["d_intensity"]
-        self._apply(self.discriminator_optimizer, tape, loss, self.discriminator_variables)
+            scaled = self._scaled(self.discriminator_optimizer, loss)
+        self._apply(self.discriminator_optimizer, tape, scaled, self.discriminator_variables)
         logs["d_real_accuracy"] = accuracy(real_logits, True)
         logs["d_fake_accuracy"] = accuracy(fake_logits, False)
         return logs
@@ -323,9 +327,8 @@ class AffineGAN(keras.Model):
             with tape.stop_recording():
                 logs = self._discriminator_step(batch, forward)
             generator_logs = self._generator_losses(forward)
-        self._apply(
-            self.generator_optimizer, tape, generator_logs["g_total"], self.generator_variables
-        )
+            scaled = self._scaled(self.generator_optimizer, generator_logs["g_total"])
+        self._apply(self.generator_optimizer, tape, scaled, self.generator_variables)
         logs.update(generator_logs)
         intensities = ops.reshape(forward.intensities, (-1,))
         logs["intensity_mean"] = ops.mean(intensities)
