@@ -53,7 +53,13 @@ class TrainingCheckpoint:
         """Restores the newest checkpoint if there is one; returns the step it was saved at."""
         if self.latest is None:
             return 0
-        self.checkpoint.restore(self.latest).assert_existing_objects_matched()
+        try:
+            self.checkpoint.restore(self.latest).assert_existing_objects_matched()
+        except (AssertionError, tf.errors.OpError, ValueError) as error:
+            raise UserError(
+                f"Checkpoint {self.latest} does not fit this model ({error.__class__.__name__}): "
+                "the architecture changed since it was written. Train into a new --out folder."
+            ) from error
         return int(self.model.step.numpy())
 
     def save(self) -> str:

@@ -56,13 +56,20 @@ def _make_toy_data(args: argparse.Namespace) -> int:
 
 
 def _inspect_data(args: argparse.Namespace) -> int:
+    import warnings
+
     from affinegan_tf.data.layout import format_inspection, inspect_data
 
-    report = inspect_data(args.data, face_crop=args.face_crop, strict=args.strict)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = inspect_data(args.data, face_crop=args.face_crop, strict=args.strict)
     if args.json:
+        # stdout stays one JSON object; what was skipped is still said on stderr.
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
         _print_json(report)
     else:
-        print(format_inspection(report))
+        print(format_inspection(report))  # lists the skipped entries itself
     return 0
 
 
@@ -72,7 +79,7 @@ def _inspect_data(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace) -> int:
     from affinegan_tf.training import fit_from_flags
 
-    fit_from_flags(
+    result = fit_from_flags(
         data=args.data,
         out=args.out,
         pipeline=args.pipeline,
@@ -91,7 +98,7 @@ def _fit(args: argparse.Namespace) -> int:
         strict=args.strict,
         force=args.force,
     )
-    return 0
+    return 130 if result.interrupted else 0
 
 
 # ----------------------------------------------------------------------------- generation

@@ -229,7 +229,7 @@ class TrainingMonitor(keras.callbacks.Callback):
     def __init__(self, runner: _Runner):
         super().__init__()
         self.runner = runner
-        self.started = time.monotonic()
+        self.timed_from: tuple[int, float] | None = None
         self.last_print = 0.0
         self.bad_term: str | None = None
         self.interrupted = False
@@ -268,8 +268,11 @@ class TrainingMonitor(keras.callbacks.Callback):
             return
         self.last_print = now
         runner = self.runner
-        done = step - self.first_step
-        rate = done / max(now - self.started, 1e-9)
+        if self.timed_from is None:
+            # The first step includes tracing; the rate counts from its end.
+            self.timed_from = (step, now)
+        done = step - self.timed_from[0]
+        rate = done / max(now - self.timed_from[1], 1e-9) if done else 0.0
         eta = (runner.total_steps - step) / rate if rate > 0 else 0.0
         width = 24
         filled = int(width * step / runner.total_steps)
@@ -277,7 +280,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         terms = " ".join(
             f"{short} {values[name]:.3f}" for name, short in PROGRESS_TERMS if name in values
         )
-        epoch = step // runner.steps_per_epoch + (0 if step % runner.steps_per_epoch else 0)
+        epoch = math.ceil(step / runner.steps_per_epoch)
         line = (
             f"[{bar}] step {step}/{runner.total_steps} epoch {epoch}/{runner.total_epochs} "
             f"| {terms} | {rate:.1f} step/s | ETA {_format_duration(eta)}"
@@ -409,6 +412,10 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
     resuming = prepare_run_dir(run_dir, run_config, force)
     total_steps = run_config.train.total_steps(len(training_set.names))
 
+    # Grappler's remapper fails on this graph (LeakyReluGrad reads a BiasAdd it fuses away), logs
+    # an error and leaves the graph unchanged, so switching it off loses nothing (measured) and
+    # keeps the output clean.
+    tf.config.optimizer.set_experimental_options({"remapping": False})
     if run_config.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = distribution_strategy()
@@ -454,6 +461,7 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
             epochs=1,
             steps_per_epoch=total_steps - runner.start_step,
             verbose=0,
+            shuffle=False,  # the stream is shuffled by its own seed
             callbacks=[monitor],
         )
     finally:

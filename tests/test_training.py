@@ -1,0 +1,168 @@
+"""fit(): learning, checkpoints, bit-exact resume, signals, the NaN guard, config handling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from affinegan_tf.checkpoints import load_model
+from affinegan_tf.config import RunConfig
+from affinegan_tf.errors import UserError
+from affinegan_tf.training import ConstantThenLinearDecay, fit, resolve_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(data, **train):
+    values = {"checkpoint_every": 1000, "log_every": 10, "learning_rate": 1e-3, **train}
+    return resolve_config(str(data), preset_name="tiny", train_overrides=values)
+
+
+def variables_of(run_dir):
+    model, _ = load_model(run_dir)
+    return [variable.numpy() for variable in model.variables]
+
+
+def test_learning_rate_is_constant_then_decays_linearly_to_zero():
+    schedule = ConstantThenLinearDecay(2e-4, total_steps=100, decay_steps=40)
+    rates = [float(schedule(step)) for step in (0, 59, 60, 80, 100, 120)]
+    np.testing.assert_allclose(rates, [2e-4, 2e-4, 2e-4, 1e-4, 0.0, 0.0], rtol=1e-6, atol=1e-12)
+
+
+def test_recipe_and_flags_override_the_preset(tmp_path):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('preset = "tiny"\n[train]\nlearning_rate = 5e-4\nsteps = 77\n')
+    config = resolve_config(
+        str(tmp_path), pipeline=str(recipe), train_overrides={"steps": 12, "batch_size": None}
+    )
+    assert config.preset == "tiny" and config.model.image_size == 64
+    assert config.train.learning_rate == 5e-4  # from the recipe
+    assert config.train.steps == 12  # the flag wins
+    for name in ("toy", "ck_mixed", "cheeks_eyes"):
+        resolve_config(str(tmp_path), pipeline=str(REPO / "pipelines" / f"{name}.toml"))
+    recipe.write_text("[train]\nlearning_rat = 1\n")
+    with pytest.raises(UserError, match="learning_rat"):
+        resolve_config(str(tmp_path), pipeline=str(recipe))
+
+
+def test_fit_learns_and_writes_a_complete_run_folder(toy_data, tmp_path):
+    import tensorflow as tf
+
+    from affinegan_tf.data.pipeline import load_training_set, make_dataset
+    from affinegan_tf.gan import AffineGAN
+
+    config = tiny_config(toy_data, steps=300, checkpoint_every=150)
+    run_dir = tmp_path / "run"
+    result = fit(config, run_dir)
+    assert result.step == 300 and not result.interrupted
+
+    saved = RunConfig.load(run_dir / "config.json")
+    assert saved.model.local_discriminator == "on"  # "auto" resolved: the toy set has masks
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.index"))
+    assert checkpoints == ["ckpt-150.index", "ckpt-300.index"]
+    assert sorted(p.name for p in (run_dir / "samples").glob("*.gif")) == [
+        "step_0000150.gif",
+        "step_0000300.gif",
+    ]
+    assert list((run_dir / "logs").glob("events.out.tfevents.*"))
+
+    # The L1 reconstruction of the targets on fixed samples clearly drops.
+    training_set = load_training_set(saved.data, saved.model.load_size)
+    dataset = make_dataset(training_set, 64, saved.model.load_size, 5, 4, seed=123)
+    batch = next(iter(dataset))
+    trained, _ = load_model(run_dir)
+    untrained = AffineGAN(saved.model, use_local_discriminator=True, seed=saved.train.seed)
+    untrained.build()
+
+    def l1(model):
+        forward = model._generator_forward(batch, training=False)
+        return float(tf.reduce_mean(tf.abs(forward.fakes - forward.targets)))
+
+    before, after = l1(untrained), l1(trained)
+    assert after < 0.5 * before, (before, after)
+
+
+def test_resume_continues_bit_for_bit(toy_data, tmp_path):
+    straight = tmp_path / "straight"
+    fit(tiny_config(toy_data, steps=6), straight)
+
+    resumed = tmp_path / "resumed"
+    first = fit(tiny_config(toy_data, steps=3), resumed)
+    assert first.step == 3
+    second = fit(tiny_config(toy_data, steps=6), resumed)  # longer budget: allowed, resumes
+    assert second.step == 6
+
+    for a, b in zip(variables_of(straight), variables_of(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_folder_of_another_config_is_refused_unless_forced(toy_data, tmp_path):
+    run_dir = tmp_path / "run"
+    fit(tiny_config(toy_data, steps=2), run_dir)
+    other = tiny_config(toy_data, steps=4, learning_rate=5e-4)
+    with pytest.raises(UserError, match="learning_rate"):
+        fit(other, run_dir)
+    assert fit(other, run_dir, force=True).step == 4
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(toy_data, tmp_path):
+    run_dir = tmp_path / "run"
+    fit(tiny_config(toy_data, steps=2), run_dir)
+    exploding = tiny_config(toy_data, steps=20, learning_rate=1e30)
+    with pytest.raises(UserError, match=r"became NaN or Inf.*ckpt-2") as error:
+        fit(exploding, run_dir, force=True)
+    assert "loss term '" in str(error.value)
+    remaining = sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.index"))
+    assert remaining == ["ckpt-2.index"]
+    assert load_model(run_dir)[0].step is not None  # still loadable
+
+
+def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(toy_data, tmp_path):
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "affinegan_tf",
+        "fit",
+        "--data",
+        str(toy_data),
+        "--out",
+        str(run_dir),
+        "--preset",
+        "tiny",
+        "--steps",
+        "40",
+        "--checkpoint-every",
+        "1000",
+    ]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment
+    )
+    deadline = time.monotonic() + 240
+    # Wait until training is under way (the first progress line), then ask it to stop.
+    seen = ""
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        seen += line
+        if "step 1/40" in line or not line:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=240)
+    seen += rest
+    assert process.returncode == 130, seen[-2000:]  # stopped early, checkpoint saved
+    assert "Received SIGTERM" in seen and "Rerun the command to resume" in seen
+    step = int(load_model(run_dir)[0].step.numpy())
+    assert 1 <= step < 40
+
+    finished = subprocess.run(command, capture_output=True, text=True, env=environment)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert f"Resuming {run_dir} at step {step}/40" in finished.stderr
+    assert int(load_model(run_dir)[0].step.numpy()) == 40
