@@ -1,4 +1,4 @@
-"""--face-crop: OpenCV's bundled Haar cascade on real photos, and the error when no face is found."""
+"""--face-crop: the Haar cascade bundled with OpenCV on real photos; the error when none found."""
 
 from __future__ import annotations
 
