@@ -227,3 +227,21 @@ def test_ablation_switches_change_the_model():
     temporal.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
     forward = temporal._generator_forward(batch, training=False)
     np.testing.assert_allclose(forward.intensities.numpy(), batch["target_positions"].numpy())
+
+
+def test_mixed_precision_step_runs_with_loss_scaling():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = AffineGAN(TINY, use_local_discriminator=True)
+        model.compile(
+            keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-3)),
+            keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-3)),
+        )
+        before = snapshot(model.generator_variables)
+        logs = model.train_step(make_batch(TINY))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.generator.decoder.blocks[0].conv.compute_dtype == "float16"
+    assert model.generator_variables[0].dtype == "float32"  # master weights stay float32
+    assert all(np.isfinite(float(value)) for value in logs.values())
+    assert any(changed(before, model.generator_variables))
