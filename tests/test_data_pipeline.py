@@ -268,13 +268,22 @@ def test_load_training_set_skips_a_video_without_a_face(shared_data, tmp_path):
     root.mkdir()
     shutil.copy(shared_data / "single_face.mp4", root / "person.mp4")
     write_video(root / "wall.avi", np.full((3, 100, 100, 3), 90, np.uint8), "MJPG")
+    (root / "broken.mp4").write_bytes(b"garbage")
     config = DataConfig(data_dir=str(root), face_crop=True, max_frames=6)
-    with pytest.warns(DataWarning, match="wall.avi"):
+    with pytest.warns(DataWarning) as record:
         training_set = load_training_set(config, load_size=LOAD)
+    # One warning lists what find_videos skipped and what failed while decoding.
+    assert len(record) == 1
+    assert "broken.mp4" in str(record[0].message) and "wall.avi" in str(record[0].message)
     assert training_set.names == ["person"]
-    assert [Path(path).name for path, _ in training_set.index.skipped] == ["wall.avi"]
+    skipped = [Path(path).name for path, _ in training_set.index.skipped]
+    assert skipped == ["broken.mp4", "wall.avi"]
+    strict = DataConfig(data_dir=str(root), face_crop=True, strict=True)
+    with pytest.raises(UserError, match="broken.mp4.*--strict"):
+        load_training_set(strict, LOAD)
+    (root / "broken.mp4").unlink()
     with pytest.raises(UserError, match="No face found in the neutral frame of .*wall.avi"):
-        load_training_set(DataConfig(data_dir=str(root), face_crop=True, strict=True), LOAD)
+        load_training_set(strict, LOAD)
 
 
 def test_toy_data_set_if_available(request):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ import tensorflow as tf
 
 from affinegan_tf.config import DataConfig
 from affinegan_tf.data.cache import FrameCache, resolve_cache_dir
-from affinegan_tf.data.layout import DatasetIndex, find_videos, warn_skipped
+from affinegan_tf.data.layout import DatasetIndex, DataWarning, find_videos, warn_skipped
 from affinegan_tf.data.pixels import to_model_range
 from affinegan_tf.errors import UserError
 
@@ -69,12 +70,15 @@ def load_training_set(data_config: DataConfig, load_size: int, split: str = "tra
     Raises:
         UserError: No usable video, or (strict) any unusable one.
     """
-    index = find_videos(
-        data_config.data_dir,
-        split=split,
-        strict=data_config.strict,
-        cache_dir=data_config.cache_dir,
-    )
+    with warnings.catch_warnings():
+        # Warned about below, together with the videos that fail to decode: one warning.
+        warnings.simplefilter("ignore", DataWarning)
+        index = find_videos(
+            data_config.data_dir,
+            split=split,
+            strict=data_config.strict,
+            cache_dir=data_config.cache_dir,
+        )
     cache = FrameCache(resolve_cache_dir(index.root, data_config.cache_dir))
     options = {
         "load_size": load_size,
@@ -101,8 +105,7 @@ def load_training_set(data_config: DataConfig, load_size: int, split: str = "tra
         masks.append(video_masks)
         usable.append(source)
     progress.close()
-    if failed:
-        warn_skipped(failed, index.videos_dir or index.root)
+    warn_skipped(index.skipped + failed, index.videos_dir or index.root)
     if not usable:
         raise UserError(
             f"No usable video in {index.videos_dir}: "
