@@ -120,8 +120,7 @@ def _candidates(
     video_files = [path for path in entries if path.is_file() and video.is_video_file(path)]
     if images and not folders and not video_files:
         # The folder itself is a frame folder: one video.
-        mask_dir = None
-        return [VideoSource(videos_dir.name, videos_dir, "frame_folder", mask_dir)], []
+        return [VideoSource(videos_dir.name, videos_dir, "frame_folder")], []
 
     sources: list[VideoSource] = []
     skipped: list[tuple[str, str]] = []

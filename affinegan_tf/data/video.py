@@ -108,27 +108,25 @@ def read_image(path: str | Path) -> np.ndarray:
     # IMREAD_COLOR makes grey 3-channel, drops alpha, converts CMYK and applies EXIF orientation;
     # IMREAD_ANYDEPTH keeps 16-bit values so they can be scaled rather than truncated.
     image = cv2.imdecode(encoded, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if encoded.size else None
-    if image is None:
-        image = _read_image_with_imageio(path)
+    if image is not None:
+        return to_uint8_rgb(image, bgr=True)
+    image = _read_image_with_imageio(path)  # formats this OpenCV build lacks; gives RGB
     if image is None:
         raise UserError(
             f"Cannot read image {path}: it is not an image file or it is corrupt. "
             "Replace it with a valid .jpg/.png or remove it."
         )
-    return to_uint8_rgb(image, bgr=True)
+    return to_uint8_rgb(image, bgr=False)
 
 
 def _read_image_with_imageio(path: Path) -> np.ndarray | None:
-    """Fallback for formats OpenCV was built without; returns RGB (not BGR!) via the caller."""
+    """The first frame of anything imageio reads, in RGB(A)/grey order; None if it cannot."""
     try:
         import imageio.v3 as iio
 
-        image = np.asarray(iio.imread(path, index=0))
+        return np.asarray(iio.imread(path, index=0))
     except Exception:  # noqa: BLE001 - any decoder failure means "not an image"
         return None
-    # Give the caller OpenCV's channel order so it has one conversion path.
-    image = to_uint8_rgb(image, bgr=False)
-    return image[..., ::-1]
 
 
 def to_uint8_rgb(image: np.ndarray, bgr: bool = False) -> np.ndarray:
