@@ -2,14 +2,30 @@
 
 Python generation, sample GIFs during training, the SavedModel signatures, the TFLite models and
 the ONNX graphs are all traced from the functions here, so they cannot drift apart.
+
+Two families of entry points:
+- uint8 at the edges (`make_generate`, `make_generate_batch`): any image size, resized inside the
+  graph; what TensorFlow Serving and Python generation use.
+- float32 [0, 1] at the edges, static model size (`make_generate_one`, `make_generate_frames`,
+  `make_encode`, `make_decode`): what mobile runtimes take (no uint8 casts, no resize with
+  antialiasing, 4-D tensors). The caller resizes with `resize_to_model` first, so every runtime
+  sees the same pixels.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
+from affinegan_tf.config import PIXEL_OFFSET, PIXEL_SCALE
 from affinegan_tf.data.pixels import to_model_range, to_uint8
 from affinegan_tf.networks import AffineGenerator
+
+# Bumped whenever the files or the I/O of an export change; `generate` refuses other versions.
+EXPORT_FORMAT_VERSION = 1
+
+# Unit range [0, 1] <-> model range [-1, 1], from the one pixel normalisation in config.py:
+# a pixel p is p / 255 in unit range and p / PIXEL_SCALE - PIXEL_OFFSET in model range.
+_UNIT_TO_PIXELS = 2.0 * PIXEL_SCALE
 
 
 def resize_to_model(image, image_size: int) -> tf.Tensor:
@@ -23,6 +39,38 @@ def resize_to_model(image, image_size: int) -> tf.Tensor:
     return tf.image.resize(values, (image_size, image_size), method="bilinear", antialias=True)
 
 
+def unit_to_model_range(values) -> tf.Tensor:
+    """float [0, 1] images (the mobile formats' input) -> float32 [-1, 1]."""
+    return to_model_range(tf.cast(values, tf.float32) * _UNIT_TO_PIXELS)
+
+
+def model_range_to_unit(values) -> tf.Tensor:
+    """float [-1, 1] images -> float32 [0, 1] (the mobile formats' output; not clipped)."""
+    return (tf.cast(values, tf.float32) + PIXEL_OFFSET) * (PIXEL_SCALE / _UNIT_TO_PIXELS)
+
+
+def encode_face(generator: AffineGenerator, face):
+    """Both encoders on one face: (base_features, delta_features), one tensor per U-Net level."""
+    return generator.encode(face)
+
+
+def decode_features(generator: AffineGenerator, base_features, delta_features, intensities):
+    """Frames for N intensities from one encoding, decoded as one batch, inference mode.
+
+    Args:
+        generator: The trained generator.
+        base_features: E0 features from `encode_face`, batch 1.
+        delta_features: Ed features from `encode_face`, batch 1.
+        intensities: [N] float32.
+
+    Returns:
+        [N, S, S, 3] float32 in [-1, 1].
+    """
+    return generator.decode(
+        base_features, delta_features, tf.cast(intensities, tf.float32), training=False
+    )
+
+
 def generate_frames_from_model_range(generator: AffineGenerator, face, intensities):
     """Encode one face once, decode all intensities as one batch (inference mode).
 
@@ -34,8 +82,8 @@ def generate_frames_from_model_range(generator: AffineGenerator, face, intensiti
     Returns:
         [N, S, S, 3] float32 in [-1, 1].
     """
-    base, delta = generator.encode(face)
-    return generator.decode(base, delta, tf.cast(intensities, tf.float32), training=False)
+    base, delta = encode_face(generator, face)
+    return decode_features(generator, base, delta, intensities)
 
 
 def make_generate(generator: AffineGenerator):
@@ -80,3 +128,105 @@ def make_generate_batch(generator: AffineGenerator):
         return {"frames": frames}
 
     return generate_batch
+
+
+# ----------------------------------------------------------------------------- mobile entry points
+
+
+def _face_spec(image_size: int) -> tf.TensorSpec:
+    return tf.TensorSpec([1, image_size, image_size, 3], tf.float32, name="image")
+
+
+def make_generate_frames(generator: AffineGenerator, num_intensities: int | None = None):
+    """`generate_frames(image f32 [1, S, S, 3] in [0, 1], intensities f32 [N]) -> [N, S, S, 3]`.
+
+    The float, fixed-size form of `generate` (encode once, decode N as one batch). With
+    `num_intensities=1` it is `generate_one`, the static single-frame model for mobile GPUs;
+    with None, N is dynamic (the ONNX dynamic-batch variant).
+    """
+    image_size = generator.config.image_size
+
+    @tf.function(
+        input_signature=[
+            _face_spec(image_size),
+            tf.TensorSpec([num_intensities], tf.float32, name="intensities"),
+        ]
+    )
+    def generate_frames(image, intensities):
+        frames = generate_frames_from_model_range(
+            generator, unit_to_model_range(image), intensities
+        )
+        return {"frames": model_range_to_unit(frames)}
+
+    return generate_frames
+
+
+def make_generate_one(generator: AffineGenerator):
+    """`generate_one(image f32 [1, S, S, 3] in [0, 1], intensity f32 [1]) -> f32 [1, S, S, 3]`.
+
+    Static shapes throughout: the model for TFLite GPU delegates and NNAPI/CoreML.
+    """
+    image_size = generator.config.image_size
+
+    @tf.function(
+        input_signature=[_face_spec(image_size), tf.TensorSpec([1], tf.float32, name="intensity")]
+    )
+    def generate_one(image, intensity):
+        frames = generate_frames_from_model_range(generator, unit_to_model_range(image), intensity)
+        return {"frames": model_range_to_unit(frames)}
+
+    return generate_one
+
+
+def feature_names(generator: AffineGenerator) -> list[str]:
+    """Names of the encode outputs / decode inputs: base_0.., then delta_0.., outermost first."""
+    levels = generator.config.levels
+    return [f"base_{level}" for level in range(levels)] + [
+        f"delta_{level}" for level in range(levels)
+    ]
+
+
+def feature_shapes(generator: AffineGenerator) -> list[list[int]]:
+    """Static shapes [1, H, W, C] of the features named by `feature_names`."""
+    size = generator.config.image_size
+    shapes = [
+        [1, size // 2 ** (level + 1), size // 2 ** (level + 1), channels]
+        for level, channels in enumerate(generator.config.encoder_channels())
+    ]
+    return shapes + shapes
+
+
+def make_encode(generator: AffineGenerator):
+    """`encode(image f32 [1, S, S, 3] in [0, 1]) -> {base_i, delta_i}`: run once per photo."""
+    image_size = generator.config.image_size
+    names = feature_names(generator)
+
+    @tf.function(input_signature=[_face_spec(image_size)])
+    def encode(image):
+        base, delta = encode_face(generator, unit_to_model_range(image))
+        return dict(zip(names, list(base) + list(delta), strict=True))
+
+    return encode
+
+
+def make_decode(generator: AffineGenerator):
+    """`decode(base_i, delta_i, intensity f32 [1]) -> frames f32 [1, S, S, 3] in [0, 1]`.
+
+    Run once per intensity on the features `make_encode` returned: half the work of
+    `generate_one` per frame.
+    """
+    names = feature_names(generator)
+    shapes = feature_shapes(generator)
+    levels = generator.config.levels
+    specs = [
+        tf.TensorSpec(shape, tf.float32, name=name)
+        for name, shape in zip(names, shapes, strict=True)
+    ]
+
+    @tf.function(input_signature=[*specs, tf.TensorSpec([1], tf.float32, name="intensity")])
+    def decode(*features_and_intensity):
+        *features, intensity = features_and_intensity
+        frames = decode_features(generator, features[:levels], features[levels:], intensity)
+        return {"frames": model_range_to_unit(frames)}
+
+    return decode
