@@ -1,0 +1,153 @@
+"""ONNX export via tf2onnx (opset 17), and ONNX Runtime's mobile (NNAPI / CoreML) usability check.
+
+Two graphs, both traced from `export/signature.py`:
+- `generate_one.onnx` (static): image float32 [1, S, S, 3] in [0, 1], intensity float32 [1]
+  -> frames float32 [1, S, S, 3] in [0, 1]. Fixed shapes, what NNAPI and CoreML need.
+- `generate_frames.onnx` (dynamic batch): the same image, intensities float32 [N]
+  -> frames [N, S, S, 3]; encodes once and decodes all N as one batch (server / desktop).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from affinegan_tf.export import signature
+from affinegan_tf.networks import AffineGenerator
+
+OPSET = 17
+ONNX_MODELS = {
+    "generate_one": "static shapes: image [1,S,S,3] in [0,1] + intensity [1] -> [1,S,S,3]",
+    "generate_frames": "dynamic N: image [1,S,S,3] in [0,1] + intensities [N] -> [N,S,S,3]",
+}
+# The mobile preset must export to graphs NNAPI / CoreML take whole; these three are what
+# transposed convolutions, broadcasting by copy and 1/sqrt turn into.
+MOBILE_FORBIDDEN_OPS = ("ConvTranspose", "Expand", "Reciprocal")
+
+
+def _function(generator: AffineGenerator, model: str):
+    if model == "generate_one":
+        return signature.make_generate_one(generator)
+    return signature.make_generate_frames(generator, num_intensities=None)
+
+
+def export_onnx(generator: AffineGenerator, out_dir: Path) -> list[Path]:
+    """Writes generate_one.onnx and generate_frames.onnx; returns their paths."""
+    import tf2onnx
+
+    written = []
+    for model in ONNX_MODELS:
+        function = _function(generator, model)
+        specs = function.get_concrete_function().structured_input_signature[0]
+        path = Path(out_dir) / f"{model}.onnx"
+        tf2onnx.convert.from_function(
+            function, input_signature=specs, opset=OPSET, output_path=str(path)
+        )
+        written.append(path)
+    return written
+
+
+def onnx_op_counts(path: Path) -> dict[str, int]:
+    """Node count per op type of an ONNX file (main graph)."""
+    import onnx
+
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def onnx_io(path: Path) -> dict:
+    """Exact I/O of an ONNX file: name -> {dtype, shape} (None for a dynamic dimension)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def describe(values) -> dict:
+        described = {}
+        for value in values:
+            tensor = value.type.tensor_type
+            shape = [
+                int(dim.dim_value) if dim.HasField("dim_value") else None
+                for dim in tensor.shape.dim
+            ]
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+            described[value.name] = {"dtype": dtype, "shape": shape}
+        return described
+
+    return {"opset": OPSET, "inputs": describe(graph.input), "outputs": describe(graph.output)}
+
+
+def session(path: Path, num_threads: int | None = None):
+    """An ONNX Runtime CPU inference session."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if num_threads:
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(
+        str(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+def mobile_usability(path: Path) -> dict:
+    """What ONNX Runtime's mobile usability checker says NNAPI and CoreML can run.
+
+    The same steps as `python -m onnxruntime.tools.check_onnx_model_mobile_usability MODEL`
+    (optimise to the basic level, infer shapes, partition per execution provider), returning the
+    figures instead of logging them.
+
+    Returns:
+        {ep: {"nodes", "supported_nodes", "fraction", "partitions", "unsupported_ops",
+        "unsupported_for_dynamic_shape", "suitability"}} for "nnapi", "coreml_neuralnetwork",
+        "coreml_mlprogram".
+    """
+    from onnxruntime.tools.mobile_helpers import usability_checker
+    from onnxruntime.tools.onnx_model_utils import ModelProtoWithShapeInfo, optimize_model
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as temporary:
+        optimized = Path(temporary) / path.name
+        optimize_model(path, optimized, use_external_initializers=True)
+        model = ModelProtoWithShapeInfo(optimized).model_with_shape_info
+        partitions = {
+            "nnapi": usability_checker.check_nnapi_partitions(model, True),
+            "coreml_neuralnetwork": usability_checker.check_coreml_partitions(
+                model, True, "coreml_supported_neuralnetwork_ops.md"
+            ),
+            "coreml_mlprogram": usability_checker.check_coreml_partitions(
+                model, True, "coreml_supported_mlprogram_ops.md"
+            ),
+        }
+    report = {}
+    for provider, info in partitions.items():
+        report[provider] = {
+            "nodes": info.num_nodes,
+            "supported_nodes": info.num_supported_nodes,
+            "fraction": round(info.num_supported_nodes / max(info.num_nodes, 1), 4),
+            "partitions": info.num_partitions,
+            "unsupported_ops": sorted(op.split(":")[-1] for op in info.unsupported_ops),
+            "unsupported_for_dynamic_shape": info.nodes_unsupported_due_to_dynamic_input,
+            "suitability": info.suitability().name,
+        }
+    return report
+
+
+def run_onnx(model_session, image: np.ndarray, intensities) -> np.ndarray:
+    """Runs either ONNX graph on a [1, S, S, 3] float [0, 1] image; returns [N, S, S, 3] in [0, 1].
+
+    The static graph is called once per intensity, the dynamic one once.
+    """
+    inputs = {item.name: item for item in model_session.get_inputs()}
+    intensities = np.asarray(intensities, np.float32).reshape(-1)
+    if "intensities" in inputs:
+        return model_session.run(["frames"], {"image": image, "intensities": intensities})[0]
+    frames = [
+        model_session.run(["frames"], {"image": image, "intensity": intensities[i : i + 1]})[0]
+        for i in range(len(intensities))
+    ]
+    return np.concatenate(frames, axis=0)
