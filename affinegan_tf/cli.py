@@ -117,6 +117,8 @@ def _generate(args: argparse.Namespace) -> int:
         loop=args.loop,
         fps=args.fps,
         face_crop=args.face_crop,
+        output_format=args.format,
+        num_threads=args.threads,
     )
     for path in outputs:
         print(path)
@@ -134,6 +136,24 @@ def _export(args: argparse.Namespace) -> int:
     )
     for entry in manifest["files"]:
         print(f"{entry['path']}  ({entry['bytes'] / 1e6:.1f} MB)")
+    for entry in manifest["files"]:
+        gpu = entry.get("gpu_delegate")
+        if gpu is not None:
+            verdict = "all ops" if gpu["gpu_compatible"] else "; ".join(gpu["problems"][:3])
+            print(f"TFLite GPU delegate, {entry['path']}: {verdict}")
+        usability = entry.get("mobile_usability")
+        if usability is not None:
+            figures = ", ".join(
+                f"{provider} {report['supported_nodes']}/{report['nodes']} nodes "
+                f"in {report['partitions']} partition(s)"
+                for provider, report in usability.items()
+            )
+            print(f"ONNX Runtime mobile, {entry['path']}: {figures}")
+    worst = {}
+    for item in manifest["parity"]:
+        worst[item["path"]] = f"{item['max_abs_difference']:.2g} ({item['scale']})"
+    print("max difference from Keras: " + ", ".join(f"{k} {v}" for k, v in worst.items()))
+    print(f"manifest: {os.path.join(args.out, 'manifest.json')}")
     return 0
 
 
@@ -236,13 +256,23 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--loop", choices=("none", "pingpong"), default="none")
     generate.add_argument("--fps", type=float, default=10.0)
     generate.add_argument("--face-crop", action="store_true")
-    generate.add_argument("--out", required=True, help="OUT.gif, OUT.mp4 or DIR/ (PNG frames)")
+    generate.add_argument(
+        "--out",
+        required=True,
+        help="OUT.gif, OUT.mp4 or DIR/ (PNG frames); a folder when there are several photos",
+    )
+    generate.add_argument(
+        "--format",
+        choices=("gif", "mp4", "png"),
+        help="outputs named after the photos inside --out DIR/ (default gif for several photos)",
+    )
+    generate.add_argument("--threads", type=int, help="CPU threads for .tflite / .onnx models")
     generate.set_defaults(handler=_generate)
 
     export = commands.add_parser("export", help="export generate(image, intensities)")
-    export.add_argument("--model", required=True, help="run folder")
-    export.add_argument("--out", required=True, help="e.g. exported/NAME")
-    export.add_argument("--formats", default="savedmodel,tflite,onnx")
+    export.add_argument("--model", required=True, help="run folder (latest checkpoint)")
+    export.add_argument("--out", required=True, help="e.g. exported/NAME (replaces an export)")
+    export.add_argument("--formats", default="savedmodel,tflite,onnx", help="comma-separated")
     export.add_argument("--fp16", action="store_true", help="also float16-weight TFLite")
     export.set_defaults(handler=_export)
 

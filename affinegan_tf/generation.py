@@ -1,7 +1,9 @@
 """Generation: one face in, frames at many intensities out; GIF / MP4 / PNG writing.
 
 Encoding happens once per face and all intensities are decoded as one batch (see
-`export/signature.py`, the one definition of `generate`).
+`export/signature.py`, the one definition of `generate`). `generate_files` is `affinegan-tf
+generate`: photos in, one animation per photo out, from a run folder or any exported model
+(`export/backends.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import numpy as np
 from affinegan_tf.errors import UserError
 
 DEFAULT_FRAMES = 16
+OUTPUT_FORMATS = ("gif", "mp4", "png")
+# Smaller photos carry too little of a face to fill even the `tiny` model's 64 x 64 input.
+MIN_PHOTO_SIDE = 32
 
 
 def intensity_sweep(
@@ -54,6 +59,17 @@ def generate_frames(generator, image: np.ndarray, intensities) -> np.ndarray:
     return frames["frames"].numpy()
 
 
+def _usual_mode(directory: bool = False) -> int:
+    """The permissions a plainly created file (or folder) would get under the current umask.
+
+    mkstemp / mkdtemp create private (0600 / 0700) entries; outputs renamed from them should not
+    stay private.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
 def _atomic_target(path: Path):
     """A temporary sibling of `path`; renamed over it once fully written."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +77,7 @@ def _atomic_target(path: Path):
         prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent
     )
     os.close(handle)
+    os.chmod(temporary, _usual_mode())
     return Path(temporary)
 
 
@@ -125,6 +142,7 @@ def _write_png_folder(frames: np.ndarray, folder: Path) -> Path:
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(temporary, _usual_mode(directory=True))
     try:
         for index, frame in enumerate(frames):
             iio.imwrite(temporary / f"frame_{index:04d}.png", frame)
@@ -136,3 +154,177 @@ def _write_png_folder(frames: np.ndarray, folder: Path) -> Path:
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     return folder
+
+
+# ------------------------------------------------------------------------ affinegan-tf generate
+
+
+def resolve_intensities(
+    intensities=None,
+    num_frames: int | None = None,
+    max_intensity: float = 1.0,
+    loop: str = "none",
+) -> list[float]:
+    """The intensities to render: the given list, or an even sweep; `pingpong` adds the way back.
+
+    Args:
+        intensities: Explicit values (any real numbers; outside [0, 1] extrapolates).
+        num_frames: Frames of the sweep 0..max_intensity when no list is given (default 16).
+        max_intensity: End of the sweep.
+        loop: "none" or "pingpong".
+    """
+    if loop not in ("none", "pingpong"):
+        raise UserError(f"--loop must be none or pingpong, got {loop!r}.")
+    if intensities is None:
+        return intensity_sweep(num_frames or DEFAULT_FRAMES, max_intensity, loop)
+    values = [float(value) for value in intensities]
+    if not values:
+        raise UserError("--intensities needs at least one value.")
+    if not all(np.isfinite(values)):
+        raise UserError(f"--intensities must be finite numbers, got {values}.")
+    if loop == "pingpong" and len(values) > 2:
+        values = values + values[-2:0:-1]
+    return values
+
+
+def expand_photos(images) -> list[Path]:
+    """Photo paths from --image values: files as given, folders expanded to their image files."""
+    from affinegan_tf.data.video import is_hidden, is_image_file, natural_sort_key
+
+    photos: list[Path] = []
+    for item in [images] if isinstance(images, (str, Path)) else images:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                (
+                    child
+                    for child in path.iterdir()
+                    if child.is_file() and not is_hidden(child) and is_image_file(child)
+                ),
+                key=lambda child: natural_sort_key(child.name),
+            )
+            if not found:
+                raise UserError(f"Folder {path} holds no photos (.jpg, .png, .bmp, .webp).")
+            photos += found
+        elif path.is_file():
+            photos.append(path)
+        else:
+            raise UserError(f"Photo {path} does not exist.")
+    if not photos:
+        raise UserError("Give at least one --image.")
+    return photos
+
+
+def _is_folder_target(out: str) -> bool:
+    path = Path(out)
+    return out.endswith(("/", os.sep)) or path.is_dir() or not path.suffix
+
+
+def plan_outputs(photos: list[Path], out: str | Path, output_format: str | None = None):
+    """Where each photo's animation goes.
+
+    One photo: `out` as given (`.gif`, `.mp4`, or a folder of numbered PNGs), unless
+    `output_format` asks for a file named after the photo inside the folder. Several photos: `out`
+    must be a folder; each photo gets `<out>/<photo name>.gif` (or .mp4, or a `<photo name>/` PNG
+    folder, per `output_format`).
+    """
+    text = str(out)
+    if output_format is not None and output_format not in OUTPUT_FORMATS:
+        raise UserError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}.")
+    if not _is_folder_target(text):
+        suffix = Path(text).suffix.lower()
+        if suffix not in (".gif", ".mp4"):
+            raise UserError(f"Cannot write {text}: use a .gif or .mp4 name, or a folder for PNGs.")
+        if len(photos) > 1:
+            raise UserError(
+                f"{len(photos)} photos make {len(photos)} animations: give a folder as --out "
+                f"(e.g. {Path(text).with_suffix('')}/), not the single file {text}."
+            )
+        return [Path(text)]
+    folder = Path(text)
+    if len(photos) == 1 and output_format is None:
+        return [folder]
+    chosen = output_format or "gif"
+    targets, used = [], set()
+    for photo in photos:
+        name = photo.stem
+        if name in used:
+            name = f"{photo.stem}_{photo.suffix.lstrip('.').lower()}"
+        counter = 2
+        while name in used:
+            name = f"{photo.stem}_{counter}"
+            counter += 1
+        used.add(name)
+        targets.append(folder / name if chosen == "png" else folder / f"{name}.{chosen}")
+    return targets
+
+
+def read_photo(path: Path, image_size: int, face_crop: bool) -> np.ndarray:
+    """A photo as the model's uint8 [S, S, 3] input (centre square, or the face with --face-crop).
+
+    Raises:
+        UserError: Unreadable file, a photo too small to hold a usable face, or no face found.
+    """
+    from affinegan_tf.data.video import prepare_photo, read_image
+
+    image = read_image(path)
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_PHOTO_SIDE:
+        raise UserError(
+            f"Photo {path} is {width}x{height}: too small to hold a usable face. Use a photo at "
+            f"least {MIN_PHOTO_SIDE} px on its shorter side (ideally {image_size} px or more)."
+        )
+    return prepare_photo(image if not face_crop else path, image_size, face_crop=face_crop)
+
+
+def generate_files(
+    model_path: str | Path,
+    images,
+    out: str | Path,
+    intensities=None,
+    num_frames: int | None = None,
+    max_intensity: float = 1.0,
+    loop: str = "none",
+    fps: float = 10.0,
+    face_crop: bool = False,
+    output_format: str | None = None,
+    num_threads: int | None = None,
+) -> list[Path]:
+    """`affinegan-tf generate`: one animation per photo, from any model form.
+
+    Every photo is read and checked, and the model loaded, before anything is written; each
+    output appears only once complete.
+
+    Args:
+        model_path: Run folder, export folder, SavedModel folder, .tflite or .onnx file.
+        images: Photo path(s) and/or folder(s) of photos.
+        out: `.gif` / `.mp4` file, or a folder (see `plan_outputs`).
+        intensities: Explicit intensities; otherwise `num_frames` from 0 to `max_intensity`.
+        num_frames: Frames of the sweep (default 16).
+        max_intensity: End of the sweep.
+        loop: "none" or "pingpong" (append the way back).
+        fps: Frames per second of the GIF / MP4.
+        face_crop: Crop to the detected face instead of the centre square.
+        output_format: "gif", "mp4" or "png" for outputs named after the photos.
+        num_threads: CPU threads for TFLite / ONNX Runtime.
+
+    Returns:
+        The written paths, one per photo.
+    """
+    from affinegan_tf.export.backends import load_backend
+
+    if fps <= 0:
+        raise UserError(f"--fps must be > 0, got {fps}.")
+    values = resolve_intensities(intensities, num_frames, max_intensity, loop)
+    photos = expand_photos(images)
+    targets = plan_outputs(photos, out, output_format)
+    backend = load_backend(model_path, num_threads=num_threads)
+    faces = [read_photo(photo, backend.image_size, face_crop) for photo in photos]
+    written = []
+    for face, target in zip(faces, targets, strict=True):
+        frames = backend.generate(face, values)
+        if target.suffix.lower() not in (".gif", ".mp4"):
+            # A PNG folder, even when the photo's name has a dot in it.
+            target = f"{target}{os.sep}"
+        written.append(Path(write_animation(frames, target, fps=fps)))
+    return written
