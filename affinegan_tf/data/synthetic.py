@@ -198,8 +198,8 @@ def random_identity(rng: np.random.Generator) -> Identity:
         face_width=float(rng.uniform(0.7, 0.86)),
         chin_shape=float(rng.uniform(0.75, 1.5)),
         eye_spacing=float(rng.uniform(0.3, 0.38)),
-        eye_width=float(rng.uniform(0.13, 0.16)),
-        eye_height=float(rng.uniform(0.065, 0.085)),
+        eye_width=float(rng.uniform(0.15, 0.18)),
+        eye_height=float(rng.uniform(0.075, 0.095)),
         eye_tilt=float(rng.uniform(-0.02, 0.03)),
         brow_thickness=float(rng.uniform(0.035, 0.07)),
         brow_arch=float(rng.uniform(0.0, 0.06)),
@@ -227,11 +227,10 @@ def intensity_schedule(kind: str, num_frames: int, rng: np.random.Generator) -> 
 
     Args:
         kind: `complete` (rises strictly from 0 to exactly 1), `incomplete` (rises strictly from 0
-            to a maximum in [0.4, 0.7]), `periodic` (from 0 up to about 1, back down near 0 and up
-            again to 0.75..1), or `shuffled` (a complete video whose frames after the first are in
-            random, unsorted order).
-        num_frames: Frames in the video, at least 2 (at least 4 for `periodic` and `shuffled` to
-            show their shape).
+            to a maximum in [0.4, 0.7]), `periodic` (from 0 up to exactly 1, back down to at most
+            0.15, up again to 0.75..1 and, given frames, down to 0.1..0.5), or `shuffled` (a
+            complete video whose frames after the first are in random, unsorted order).
+        num_frames: Frames in the video, at least 4.
         rng: The random generator to draw from.
 
     Returns:
@@ -239,14 +238,24 @@ def intensity_schedule(kind: str, num_frames: int, rng: np.random.Generator) -> 
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if num_frames < 2:
-        raise ValueError(f"a video needs at least 2 frames, got {num_frames}")
+    if num_frames < 4:
+        raise ValueError(f"a video needs at least 4 frames to show its kind, got {num_frames}")
     if kind == "periodic":
-        positions = np.linspace(0.0, 1.0, num_frames)
-        cycles = rng.uniform(1.6, 2.2)
-        wave = 0.5 - 0.5 * np.cos(2 * math.pi * cycles * positions)
-        envelope = np.linspace(1.0, rng.uniform(0.75, 1.0), num_frames)
-        values = wave * envelope
+        # Key frames: neutral -> apex (1) -> nearly neutral -> a second peak -> going down.
+        last = num_frames - 1
+        peak = max(1, round(last * rng.uniform(0.2, 0.3)))
+        trough = min(max(peak + 1, round(last * rng.uniform(0.45, 0.55))), last - 1)
+        second = min(max(trough + 1, round(last * rng.uniform(0.72, 0.85))), last)
+        keys = [0, peak, trough, second, last]
+        levels = [0.0, 1.0, rng.uniform(0.0, 0.15), rng.uniform(0.75, 1.0), rng.uniform(0.1, 0.5)]
+        if second == last:
+            keys, levels = keys[:-1], levels[:-1]
+        frames = np.arange(num_frames)
+        segment = np.clip(np.searchsorted(keys, frames, side="right") - 1, 0, len(keys) - 2)
+        start, end = np.asarray(keys)[segment], np.asarray(keys)[segment + 1]
+        progress = 0.5 - 0.5 * np.cos(math.pi * (frames - start) / (end - start))
+        low, high = np.asarray(levels)[segment], np.asarray(levels)[segment + 1]
+        values = low + (high - low) * progress
     else:
         steps = rng.uniform(0.4, 1.6, size=num_frames - 1)
         values = np.concatenate([[0.0], np.cumsum(steps) / steps.sum()])
@@ -382,7 +391,11 @@ def _pose(identity: Identity, intensity: float, expression: str) -> _Pose:
         )
     elif expression == "close_eyes":
         neutral.update(
-            eye_open_up=eye_up - (eye_up + 0.35 * eye_down) * a,
+            # At 1 the upper lid lies on the (slightly raised) lower one: a closed, curved line.
+            # The lid moves as a**1.4: covering the iris changes the image most, so the lid
+            # slows down early and the visible change grows more evenly with the intensity.
+            eye_open_down=eye_down * (1 - 0.3 * a),
+            eye_open_up=eye_up - (eye_up + eye_down * (1 - 0.3 * a)) * max(a, 0.0) ** 1.4,
             eye_closure=a,
             brow_raise=-0.03 * a,
             cheek_lift=0.02 * a,
@@ -745,19 +758,23 @@ class ToyVideo:
     masks: np.ndarray
 
 
-def video_name(kind: str, index: int, count: int) -> str:
-    """`<kind>_<index>` with at least three digits, e.g. `periodic_002`."""
-    return f"{kind}_{index:0{max(3, len(str(max(count - 1, 0))))}d}"
+def video_name(kind: str, number: int, total: int) -> str:
+    """`<kind>_<number>`, zero-padded to fit `total` videos (at least three digits).
+
+    For example `periodic_002`. Numbers run on from the training videos into the test videos, so
+    a name is unique in the whole data set.
+    """
+    return f"{kind}_{number:0{max(3, len(str(max(total - 1, 0))))}d}"
 
 
 def make_video(
     seed: int,
     split: str,
     index: int,
-    count: int,
     expression: str,
     size: int,
     num_frames: int,
+    name: str | None = None,
 ) -> ToyVideo:
     """Draws one video; the same arguments always give the same pixels.
 
@@ -765,10 +782,10 @@ def make_video(
         seed: Data set seed.
         split: `train` or `test` (different people for the same index).
         index: Video index in its split; its kind is `KINDS[index % 4]`.
-        count: Number of videos in the split (for the name's width).
         expression: One of `EXPRESSIONS`.
         size: Frame side in pixels.
-        num_frames: Frames in the video (at least 2).
+        num_frames: Frames in the video (at least 4).
+        name: The video's name; default `video_name(kind, index, index + 1)`.
     """
     split_code = {"train": 0, "test": 1}[split]
     rng = np.random.Generator(
@@ -794,9 +811,8 @@ def make_video(
             render_face(identity, intensity, expression, size, offset, rng, scales[frame_index])
         )
         masks.append(mouth_mask(identity, intensity, expression, size, offset, scales[frame_index]))
-    return ToyVideo(
-        video_name(kind, index, count), kind, intensities, np.stack(frames), np.stack(masks)
-    )
+    name = video_name(kind, index, index + 1) if name is None else name
+    return ToyVideo(name, kind, intensities, np.stack(frames), np.stack(masks))
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
@@ -936,15 +952,14 @@ def write_toy_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
-        jobs = [
-            (split, index, count)
-            for split, count in (("train", num_videos), ("test", test_videos))
-            for index in range(count)
-        ]
+        total = num_videos + test_videos
+        jobs = [("train", index, index) for index in range(num_videos)]
+        jobs += [("test", index, num_videos + index) for index in range(test_videos)]
 
         def draw_and_write(job: tuple[str, int, int]) -> tuple[str, ToyVideo, list[str]]:
-            split, index, count = job
-            video = make_video(seed, split, index, count, expression, size, frames_per_video)
+            split, index, number = job
+            name = video_name(KINDS[index % len(KINDS)], number, total)
+            video = make_video(seed, split, index, expression, size, frames_per_video, name)
             return split, video, _write_video(building, split, video, video_format)
 
         # Videos are independent (each has its own seeded generator), so threads (OpenCV, NumPy
