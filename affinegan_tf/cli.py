@@ -50,7 +50,9 @@ def _make_toy_data(args: argparse.Namespace) -> int:
     )
     print(
         f"Wrote {summary['videos']} {summary['expression']} videos ({summary['frames']} frames, "
-        f"{summary['size']}x{summary['size']}, {summary['format']}) to {summary['out']}"
+        f"{summary['size']}x{summary['size']}, {summary['format']}) to {summary['out']}, "
+        f"plus {summary['test_videos']} held-out test videos of other people; true intensities "
+        "in intensities.csv"
     )
     return 0
 
