@@ -18,13 +18,18 @@ first in random order).
 
     out/train/img/<video>/frame_0001.jpg ...    frames (JPEG, quality 95)
     out/train/patch/<video>/frame_0001.jpg ...  mouth masks, the SAME file names as the frames
-    out/test/img/<video>/frame_0001.jpg ...     held-out identities; frame 1 is the neutral photo
+    out/test/img/<video>/frame_0001.jpg ...     held-out people; frame 1 is the neutral photo
     out/intensities.csv                         split, video, kind, frame, file, intensity
     out/README.txt
 
 Masks are single-channel JPEGs with the frames' names. Their rectangles are snapped outwards to
 JPEG's 8x8 pixel blocks, so every block is all 0 or all 255 and decodes back exactly: the masks
-stay strictly binary despite the lossy format.
+stay strictly binary despite the lossy format. Test videos have no masks.
+
+Video names are `<kind>_<number>` (`complete_000`, `periodic_002`, ...), numbered on from the
+training videos into the test videos so that every name is unique. In `intensities.csv`, `frame`
+counts from 0 and `file` is the path relative to `out`. With `video_format="mp4"` each video is
+one H.264 file, `out/{train,test}/img/<video>.mp4` (no masks), and `file` names that file.
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ _HAIR_COLOURS = (
     (52, 70, 150),
     (170, 60, 120),
 )
-_HAIR_WEIGHTS = (0.22, 0.2, 0.16, 0.1, 0.12, 0.08, 0.04, 0.04, 0.04)
+_HAIR_WEIGHTS = (0.16, 0.16, 0.14, 0.1, 0.14, 0.1, 0.06, 0.07, 0.07)
 _EYE_COLOURS = ((70, 44, 28), (40, 28, 22), (70, 120, 170), (80, 120, 70), (120, 96, 50))
 HAIR_STYLES = ("bald", "buzz", "short", "side_part", "fringe", "long", "curly", "bun")
 _TEETH = (238, 236, 226)
@@ -176,11 +181,11 @@ def random_identity(rng: np.random.Generator) -> Identity:
     hair = np.asarray(_HAIR_COLOURS[rng.choice(len(_HAIR_COLOURS), p=_HAIR_WEIGHTS)])
     hair = _rgb(hair * rng.uniform(0.85, 1.15))
     brows = _scaled(hair, 0.7) if sum(hair) < 450 else _mix(hair, (90, 70, 50), 0.6)
-    background_top = _random_colour(rng, (0.1, 0.6), (0.35, 0.95))
+    background_top = _random_colour(rng, (0.1, 0.75), (0.3, 0.95))
     if rng.uniform() < 0.5:
         background_bottom = _scaled(background_top, rng.uniform(0.55, 0.85))
     else:
-        background_bottom = _random_colour(rng, (0.1, 0.6), (0.35, 0.95))
+        background_bottom = _random_colour(rng, (0.1, 0.75), (0.3, 0.95))
     mole = None
     if rng.uniform() < 0.3:
         mole = (float(rng.choice([-1, 1]) * rng.uniform(0.3, 0.5)), float(rng.uniform(0.1, 0.6)))
@@ -195,7 +200,7 @@ def random_identity(rng: np.random.Generator) -> Identity:
         background_bottom=background_bottom,
         hair_style=HAIR_STYLES[rng.integers(len(HAIR_STYLES))],
         head_scale=float(rng.uniform(0.9, 1.06)),
-        face_width=float(rng.uniform(0.7, 0.86)),
+        face_width=float(rng.uniform(0.68, 0.88)),
         chin_shape=float(rng.uniform(0.75, 1.5)),
         eye_spacing=float(rng.uniform(0.3, 0.38)),
         eye_width=float(rng.uniform(0.15, 0.18)),
@@ -838,7 +843,7 @@ def _write_mp4(path: Path, frames: np.ndarray) -> None:
             executable, "-y", "-loglevel", "error",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
             "-r", str(MP4_FPS), "-i", "-",
-            "-c:v", "libx264", "-preset", "medium", "-crf", "16", "-pix_fmt", "yuv420p",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-pix_fmt", "yuv420p",
             "-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
             "-map_metadata", "-1", "-movflags", "+faststart", str(path),
         ]  # fmt: skip
