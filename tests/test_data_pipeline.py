@@ -298,7 +298,9 @@ def test_toy_data_set_if_available(request):
 
 DISTRIBUTED_SCRIPT = textwrap.dedent(
     """
-    import json, sys
+    import faulthandler, json, sys
+    # Should the run ever hang, say where (every thread's stack) instead of just timing out.
+    faulthandler.dump_traceback_later(240, exit=True)
     import numpy as np
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
