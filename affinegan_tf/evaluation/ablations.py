@@ -104,23 +104,37 @@ def fresh_names() -> None:
     keras.backend.clear_session()
 
 
+TRAINING_RECORD = "ablation_training.json"
+
+
 def train_variant(name: str, data_dir: Path, run_dir: Path, **settings) -> dict:
-    """Trains (or resumes, or reuses) one variant; returns its step count and timing."""
+    """Trains (or resumes, or reuses) one variant; returns its step count and timing.
+
+    The timing of a finished training is kept in `<run>/ablation_training.json`, so a rerun that
+    reuses the run (to re-evaluate it) still reports how long training took.
+    """
     from affinegan_tf.training import fit
 
     config = variant_config(name, data_dir, **settings)
+    record_path = Path(run_dir) / TRAINING_RECORD
     fresh_names()
     started, (busy, own) = time.monotonic(), _busy_cpu_seconds()
     result = fit(config, run_dir)
     seconds = time.monotonic() - started
     busy_after, own_after = _busy_cpu_seconds()
+    if not result.logs and record_path.is_file():  # nothing was trained: the run was reused
+        return {**json.loads(record_path.read_text()), "reused": True}
     share = ((busy_after - busy) - (own_after - own)) / seconds if seconds > 1 else None
-    return {
+    record = {
         "steps": result.step,
         "train_seconds": round(seconds, 1),
+        "steps_per_second": round(result.step / seconds, 2) if seconds > 0 else None,
         # Other processes' CPU use during training, in cores (the machine is shared).
         "other_processes_cores": None if share is None else round(max(share, 0.0), 2),
     }
+    if result.step >= config.train.steps and not result.interrupted:
+        record_path.write_text(json.dumps(record))
+    return record
 
 
 def summarise_variant(name: str, report: dict, training: dict) -> dict:
@@ -139,6 +153,15 @@ def summarise_variant(name: str, report: dict, training: dict) -> dict:
         "ssim": rows["generated"]["ssim"],
         "spearman": {kind: by_kind.get(kind, {}).get("spearman") for kind in KINDS},
         "spearman_all": (report.get("intensity") or {}).get("spearman_all"),
+        "largest_intensity_mean": _mean_largest_intensity(report),
+        "by_kind": {
+            kind: {
+                "acd_ground_truth": entry["generated"]["acd_ground_truth"],
+                "l1": entry["generated"]["l1"],
+                "copy_input_l1": entry["copy_input"]["l1"],
+            }
+            for kind, entry in (report.get("by_kind") or {}).items()
+        },
         "faces_missing_generated": report["faces"]["generated"]["missing"],
         "faces_generated": report["faces"]["generated"]["frames"],
         "reference_real": {key: rows["real"][key] for key in ("acd_identity", "acd_consistency")},
@@ -148,6 +171,12 @@ def summarise_variant(name: str, report: dict, training: dict) -> dict:
         "report": report["report_dir"],
         "eval_seconds": round(report["seconds"], 1),
     }
+
+
+def _mean_largest_intensity(report: dict) -> float | None:
+    """Mean over videos of the largest intensity used for a video (the scale each face gets)."""
+    largest = [max(video["intensities"]) for video in report["per_video"] if video["intensities"]]
+    return sum(largest) / len(largest) if largest else None
 
 
 def _cell(value, digits: int = 3) -> str:
@@ -186,6 +215,21 @@ def markdown_table(lines: list[dict], reference: dict | None, settings: dict) ->
             f"{_cell(rows['copy_input']['l1'], 4)} | {_cell(rows['copy_input']['ssim'])} | "
             f"{blanks} | - |"
         )
+    table += [
+        "",
+        "Per sequence kind: ACD-G and L1 of the generated videos against the real ones "
+        "(copy-the-input L1 in brackets).",
+        "",
+        "| variant | " + " | ".join(f"ACD-G {kind} | L1 {kind}" for kind in KINDS) + " |",
+        "|" + "---|" * (1 + 2 * len(KINDS)),
+    ]
+    for line in lines:
+        cells = []
+        for kind in KINDS:
+            entry = line["by_kind"].get(kind, {})
+            cells.append(_cell(entry.get("acd_ground_truth")))
+            cells.append(f"{_cell(entry.get('l1'), 4)} ({_cell(entry.get('copy_input_l1'), 4)})")
+        table.append(f"| {line['variant']} | " + " | ".join(cells) + " |")
     notes = (
         f"\nSettings: {json.dumps(settings, sort_keys=True)}\n\n"
         "ACD on raw dlib 128-D embeddings (L2; not the paper's unit-length OpenFace scale). "
