@@ -105,7 +105,7 @@ def test_evaluate_reports_every_row_and_writes_the_report_folder(report, toy_dat
     summary = (out_dir / "summary.md").read_text()
     for text in ("real videos (reference)", "copy the input (baseline)", "shuffled"):
         assert text in summary
-    assert len(list((out_dir / "gifs").glob("*.gif"))) == 4
+    assert len(list((out_dir / "gifs").glob("*.gif"))) == 5  # 4 videos and the overview
 
 
 def test_reference_rows_follow_from_their_definitions(report):

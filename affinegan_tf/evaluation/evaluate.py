@@ -488,8 +488,19 @@ def _sheet_videos(results: list[VideoResult]) -> list[VideoResult]:
     return chosen[:SHEET_VIDEOS]
 
 
+def _stack_videos(videos: list[np.ndarray]) -> np.ndarray:
+    """Videos [T_i, H, W, 3] one above the other; shorter ones hold their last frame."""
+    length = max(len(video) for video in videos)
+    padded = [
+        np.concatenate([video, np.repeat(video[-1:], length - len(video), axis=0)])
+        for video in videos
+    ]
+    return np.concatenate(padded, axis=1)
+
+
 def write_report(report: dict, results: list[VideoResult], out_dir: Path) -> None:
-    """metrics.json, summary.md, contact_sheet.png and side-by-side GIFs (real | generated).
+    """metrics.json, summary.md, contact_sheet.png and GIFs of real | generated side by side
+    (one per contact-sheet video and `gifs/overview.gif` with them all).
 
     Everything is written into a temporary folder first and moved into `out_dir` when complete.
     """
@@ -511,9 +522,14 @@ def write_report(report: dict, results: list[VideoResult], out_dir: Path) -> Non
             rows.append(("generated", result.generated_frames))
         if rows:
             write_png(contact_sheet(rows, columns=SHEET_COLUMNS), temporary / "contact_sheet.png")
-        for result in chosen:
-            side_by_side = np.concatenate([result.real_frames, result.generated_frames], axis=2)
-            write_animation(side_by_side, temporary / "gifs" / f"{result.name}.gif", fps=8)
+        pairs = [
+            np.concatenate([result.real_frames, result.generated_frames], axis=2)
+            for result in chosen
+        ]
+        for result, pair in zip(chosen, pairs, strict=True):
+            write_animation(pair, temporary / "gifs" / f"{result.name}.gif", fps=8)
+        if pairs:
+            write_animation(_stack_videos(pairs), temporary / "gifs" / "overview.gif", fps=8)
         out_dir.mkdir(parents=True, exist_ok=True)
         for item in temporary.rglob("*"):
             if item.is_file():
