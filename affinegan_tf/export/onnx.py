@@ -34,19 +34,60 @@ def _function(generator: AffineGenerator, model: str):
 
 
 def export_onnx(generator: AffineGenerator, out_dir: Path) -> list[Path]:
-    """Writes generate_one.onnx and generate_frames.onnx; returns their paths."""
+    """Writes generate_one.onnx and generate_frames.onnx; returns their paths.
+
+    tf2onnx keeps a fresh copy of every constant each time one of its optimisers runs (tens of
+    copies of the weights: > 20 GB for the paper model), so the graph is converted with the
+    weights as inputs, they become initializers afterwards, and ONNX Runtime's basic,
+    provider-independent optimisation folds the weight layout transposes into them.
+    """
+    import onnx
     import tf2onnx
 
+    weights = {
+        f"weight_{index}": np.asarray(variable.numpy())
+        for index, variable in enumerate(signature.float_variables(generator))
+    }
     written = []
     for model in ONNX_MODELS:
-        function = _function(generator, model)
-        specs = function.get_concrete_function().structured_input_signature[0]
-        path = Path(out_dir) / f"{model}.onnx"
-        tf2onnx.convert.from_function(
-            function, input_signature=specs, opset=OPSET, output_path=str(path)
+        traced = _function(generator, model)
+        function, specs, names = signature.with_weight_inputs(traced, generator)
+        proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=OPSET)
+        kept = [value for value in proto.graph.input if value.name not in weights]
+        proto.graph.initializer.extend(
+            onnx.numpy_helper.from_array(weights[name], name) for name in names
         )
+        del proto.graph.input[:]
+        proto.graph.input.extend(kept)
+        path = Path(out_dir) / f"{model}.onnx"
+        with tempfile.TemporaryDirectory() as temporary:
+            raw = Path(temporary) / path.name
+            onnx.save(proto, str(raw))
+            del proto
+            _fold_constants(raw, path)
         written.append(path)
     return written
+
+
+def _fold_constants(source: Path, target: Path) -> None:
+    """ONNX Runtime's basic graph optimisation (constant folding, redundant nodes), saved as a
+    plain ONNX file that declares only the opsets its nodes use."""
+    import onnx
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(target)
+    options.log_severity_level = 3
+    onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    model = onnx.load(str(target))
+    used = {node.domain for node in model.graph.node}
+    kept = [entry for entry in model.opset_import if entry.domain in used or entry.domain == ""]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    model.producer_name = "affinegan-tf (tf2onnx + onnxruntime basic optimisation)"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(target))
 
 
 def onnx_op_counts(path: Path) -> dict[str, int]:

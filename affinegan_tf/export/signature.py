@@ -14,6 +14,7 @@ Two families of entry points:
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from affinegan_tf.config import PIXEL_OFFSET, PIXEL_SCALE
@@ -230,3 +231,65 @@ def make_decode(generator: AffineGenerator):
         return {"frames": model_range_to_unit(frames)}
 
     return decode
+
+
+# ------------------------------------------------------------------------ weights from elsewhere
+
+
+def float_variables(generator: AffineGenerator) -> list:
+    """The generator's weights (its float variables; seed-generator states are left out)."""
+    return [variable for variable in generator.variables if "float" in str(variable.dtype)]
+
+
+def with_weights(function, generator: AffineGenerator, weights):
+    """`function` (one of the signatures above) re-traced with its weights read from `weights`.
+
+    The converters freeze plain `tf.Variable`s well but not Keras 3 variables, and tf2onnx copies
+    constant weights many times over; tracing the same Python body with the weights mapped to
+    other tensors (Keras's StatelessScope) lets each exporter pick what it handles best.
+
+    Args:
+        function: A tf.function with an input signature, from this module.
+        generator: The generator whose variables `function` reads.
+        weights: One tensor or tf.Variable per `float_variables(generator)`, same shapes.
+
+    Returns:
+        A tf.function with the same input signature and outputs.
+    """
+    variables = float_variables(generator)
+    body = function.python_function
+
+    @tf.function(input_signature=function.input_signature)
+    def traced(*inputs):
+        with keras.StatelessScope(state_mapping=list(zip(variables, weights, strict=True))):
+            return body(*inputs)
+
+    return traced
+
+
+def with_weight_inputs(function, generator: AffineGenerator):
+    """`function` re-traced with the generator's weights as extra inputs `weight_0`, `weight_1`..
+
+    Returns:
+        (tf.function, input specs, weight names): the function takes the original inputs followed
+        by one tensor per `float_variables(generator)`.
+    """
+    variables = float_variables(generator)
+    body = function.python_function
+    names = [f"weight_{index}" for index in range(len(variables))]
+    specs = [
+        *function.input_signature,
+        *(
+            tf.TensorSpec(variable.shape, variable.dtype, name=name)
+            for variable, name in zip(variables, names, strict=True)
+        ),
+    ]
+    count = len(function.input_signature)
+
+    @tf.function(input_signature=specs)
+    def traced(*inputs):
+        values = inputs[count:]
+        with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+            return body(*inputs[:count])
+
+    return traced, specs, names

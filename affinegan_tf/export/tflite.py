@@ -1,12 +1,14 @@
 """TFLite export: `generate_one` and the `encode` / `decode` pair, float32 and float16 weights.
 
 All three models are traced from `export/signature.py` and converted with TFLite builtin ops only
-(no Flex / Select TF ops), with static shapes. `read_tflite_graph` reads a converted file's ops and
-tensors straight from its flatbuffer, for the GPU-delegate check in `tflite_gpu.py` and for tests.
+(no Flex / Select TF ops), with static shapes; each file's one signature is named after it.
+`read_tflite_graph` reads a converted file's ops and tensors straight from its flatbuffer, for the
+GPU-delegate check in `tflite_gpu.py` and for tests.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,62 +40,79 @@ def tflite_file_name(model: str, fp16: bool) -> str:
     return f"{model}_fp16.tflite" if fp16 else f"{model}.tflite"
 
 
-def frozen(function) -> tf.types.experimental.ConcreteFunction:
-    """The concrete function with its variables folded into constants, output names kept.
+def _weights_module(generator: AffineGenerator | None) -> tf.Module:
+    """A tf.Module owning plain tf.Variable copies of the generator's weights.
 
-    The converter keeps Keras 3 variables as resource variables (VAR_HANDLE / READ_VARIABLE ops,
-    uninitialised at run time) when given the live function, so the weights are frozen first, as
-    tf2onnx does.
+    The converter freezes plain tf.Variables into constants, but keeps Keras 3 variables as
+    resource variables (VAR_HANDLE / READ_VARIABLE ops, uninitialised at run time); freezing them
+    in Python first (convert_variables_to_constants_v2) costs ~10x the weights in memory.
     """
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
+    module = tf.Module()
+    module.weights = (
+        [
+            tf.Variable(variable.value, trainable=False, name=f"weight_{index}")
+            for index, variable in enumerate(signature.float_variables(generator))
+        ]
+        if generator is not None
+        else []
     )
-
-    concrete = function.get_concrete_function()
-    constant_function = convert_variables_to_constants_v2(concrete)
-    output_names = list(concrete.structured_outputs)
-
-    @tf.function(input_signature=concrete.structured_input_signature[0])
-    def named_outputs(*inputs):
-        return dict(zip(output_names, constant_function(*inputs), strict=True))
-
-    return named_outputs.get_concrete_function()
+    return module
 
 
-def convert(function, fp16: bool = False) -> bytes:
-    """Converts a signature function to a .tflite flatbuffer (builtin ops only).
-
-    Args:
-        function: A tf.function with an input signature (from `export/signature.py`), or what
-            `frozen` made of one (to convert it more than once without freezing again).
-        fp16: Store weights as float16 (dequantised on load; float32 compute on CPU).
-
-    Returns:
-        The flatbuffer bytes; its one signature is `serving_default`.
-    """
-    if not isinstance(function, tf.types.experimental.ConcreteFunction):
-        function = frozen(function)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], tf.Module())
+def _converter(saved_model_dir: Path, key: str, fp16: bool):
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=[key])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if fp16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    return converter.convert()
+    return converter
+
+
+def convert(function, fp16: bool = False, generator: AffineGenerator | None = None) -> bytes:
+    """Converts one signature function to a .tflite flatbuffer (builtin ops only).
+
+    Args:
+        function: A tf.function with an input signature (from `export/signature.py`).
+        fp16: Store weights as float16 (dequantised on load; float32 compute on CPU).
+        generator: The generator whose weights `function` reads (None for weightless functions).
+
+    Returns:
+        The flatbuffer bytes; its one signature is `serving_default`.
+    """
+    module = _weights_module(generator)
+    if generator is not None:
+        function = signature.with_weights(function, generator, module.weights)
+    module.function = function
+    with tempfile.TemporaryDirectory() as temporary:
+        key = "serving_default"
+        tf.saved_model.save(module, temporary, signatures={key: function.get_concrete_function()})
+        return _converter(Path(temporary), key, fp16).convert()
 
 
 def export_tflite(generator: AffineGenerator, out_dir: Path, fp16: bool) -> list[Path]:
     """Writes generate_one/encode/decode .tflite files (and the _fp16 variants if asked).
 
+    The three signatures are saved once to a temporary SavedModel with the weights as plain
+    variables; each file is converted from it under its own signature key.
+
     Returns:
         The written paths.
     """
-    written = []
+    module = _weights_module(generator)
+    signatures = {}
     for model, (factory, _) in TFLITE_MODELS.items():
-        function = frozen(factory(generator))
-        for use_fp16 in (False, True) if fp16 else (False,):
-            path = Path(out_dir) / tflite_file_name(model, use_fp16)
-            path.write_bytes(convert(function, fp16=use_fp16))
-            written.append(path)
+        function = signature.with_weights(factory(generator), generator, module.weights)
+        setattr(module, model, function)
+        signatures[model] = function.get_concrete_function()
+    written = []
+    with tempfile.TemporaryDirectory() as temporary:
+        tf.saved_model.save(module, temporary, signatures=signatures)
+        del module, signatures
+        for model in TFLITE_MODELS:
+            for use_fp16 in (False, True) if fp16 else (False,):
+                path = Path(out_dir) / tflite_file_name(model, use_fp16)
+                path.write_bytes(_converter(Path(temporary), model, use_fp16).convert())
+                written.append(path)
     return written
 
 
