@@ -16,6 +16,7 @@ Instead the rules below are written down from the delegate's source, which decid
   tflite/tools/versioning/gpu_compatibility.cc, same repository and era): operands of different
   ranks (both > 1) only as 4-D with 3-D (batch 1), 4-D with [1, 1], or [b, x, y, c] with [b, c].
 - Fused activations: none of the ops may fuse SIGN_BIT (`IsActivationSupported`).
+- CAST only between the type pairs listed in `CheckGpuDelegateCompatibility` (same file).
 
 On top of the delegate's rules this project asks for static shapes (no -1 in any shape signature)
 and 4-D activations throughout (only the [1] intensity input may have another rank).
@@ -120,6 +121,17 @@ GPU_DELEGATE_CUSTOM_OPS = frozenset(
 )
 
 _FLOAT_TYPES = ("FLOAT32", "FLOAT16")
+# CAST type pairs the delegate runs (CheckGpuDelegateCompatibility, kTfLiteBuiltinCast).
+_GPU_CASTS = {
+    ("BOOL", "FLOAT16"),
+    ("BOOL", "FLOAT32"),
+    ("FLOAT16", "BOOL"),
+    ("FLOAT32", "BOOL"),
+    ("FLOAT32", "FLOAT32"),
+    ("FLOAT32", "INT32"),
+    ("INT32", "FLOAT32"),
+    ("INT32", "INT32"),
+}
 _SIGN_BIT_ACTIVATION = 5  # ActivationFunctionType.SIGN_BIT in the TFLite schema
 
 
@@ -168,6 +180,11 @@ def _operator_problems(operator: OperatorInfo, weights: set[int]) -> list[str]:
         problem = _broadcast_problem(operator)
         if problem:
             problems.append(f"{operator.name} {problem}")
+    if operator.name == "CAST":
+        pair = (operator.inputs[0].dtype, operator.outputs[0].dtype)
+        if pair not in _GPU_CASTS:
+            problems.append(f"CAST from {pair[0]} to {pair[1]}")
+        return problems  # casts have their own type rule
     if operator.name == "MEAN":
         axes = operator.inputs[1]
         if not (axes.constant and axes.dtype == "INT32"):
