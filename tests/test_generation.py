@@ -248,3 +248,13 @@ def test_unknown_model_file_type_is_a_clear_error(photos, tmp_path):
 def test_folder_that_is_no_model_is_a_clear_error(photos, tmp_path):
     with pytest.raises(UserError, match="is not a model folder"):
         generate_files(photos, [photos / "anna.png"], tmp_path / "x.gif")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"), [("x.tflite", "Cannot use"), ("x.onnx", "Cannot load")]
+)
+def test_corrupt_model_file_is_a_clear_error(photos, tmp_path, name, message):
+    broken = tmp_path / name
+    broken.write_bytes(b"definitely not a model")
+    with pytest.raises(UserError, match=message):
+        generate_files(broken, [photos / "anna.png"], tmp_path / "x.gif")

@@ -69,8 +69,14 @@ def unit_to_uint8(frames: np.ndarray) -> np.ndarray:
 def _tflite_backend(path: Path, num_threads: int | None) -> Backend:
     from affinegan_tf.export import tflite
 
-    model = tflite.interpreter(path, num_threads=num_threads)
-    runner = model.get_signature_runner()
+    try:
+        model = tflite.interpreter(path, num_threads=num_threads)
+        runner = model.get_signature_runner()
+    except (ValueError, RuntimeError) as error:
+        raise UserError(
+            f"Cannot use {path} as a generate model ({error}). Pass a .tflite written by "
+            "`affinegan-tf export`."
+        ) from None
     inputs = runner.get_input_details()
     if set(inputs) == {"image", "intensity"}:
         image_size = int(inputs["image"]["shape"][1])

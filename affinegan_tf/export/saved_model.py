@@ -5,6 +5,19 @@ Signatures, all traced from `export/signature.py`:
   -> frames uint8 [N, S, S, 3].
 - `generate_batch`: images uint8 [B, H, W, 3], intensities float32 [N]
   -> frames uint8 [B, N, S, S, 3].
+
+Serving it (the model name is free; the folder is the one holding `1/`):
+
+    docker run -p 8501:8501 -p 8500:8500 \
+        -v "$PWD/exported/NAME/saved_model:/models/affinegan" \
+        -e MODEL_NAME=affinegan tensorflow/serving
+
+    curl -d '{"signature_name": "generate", "inputs": {"image": [[[0, 0, 0], ...]],
+              "intensities": [0.0, 0.5, 1.0]}}' \
+        http://localhost:8501/v1/models/affinegan:predict
+
+or over gRPC (port 8500) with a `tensorflow_serving.apis.predict_pb2.PredictRequest` whose inputs
+are `tf.make_tensor_proto(image_uint8)` and `tf.make_tensor_proto(intensities_float32)`.
 """
 
 from __future__ import annotations
