@@ -75,8 +75,8 @@ def test_manifest_records_parity_of_every_model(tiny_export):
         "saved_model/1",
         "generate_one.tflite",
         "generate_one_fp16.tflite",
-        "encode.tflite",
-        "encode_fp16.tflite",
+        "encode.tflite+decode.tflite",
+        "encode_fp16.tflite+decode_fp16.tflite",
         "generate_one.onnx",
         "generate_frames.onnx",
     }

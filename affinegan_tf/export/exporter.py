@@ -149,10 +149,13 @@ def _check_parity(generator, staging: Path, written: dict[str, list[Path]]) -> l
     face_unit = signature.model_range_to_unit(face).numpy()
     results = []
 
-    def record(path: Path, key: str, difference: float, scale: str) -> None:
+    def record(path: Path, key: str, difference: float, scale: str, partner: Path | None = None):
+        name = path.relative_to(staging).as_posix()
+        if partner is not None:
+            name = f"{name}+{partner.relative_to(staging).as_posix()}"
         results.append(
             {
-                "path": path.relative_to(staging).as_posix(),
+                "path": name,
                 "max_abs_difference": difference,
                 "tolerance": TOLERANCES[key],
                 "scale": scale,
@@ -170,6 +173,7 @@ def _check_parity(generator, staging: Path, written: dict[str, list[Path]]) -> l
         key = "tflite_fp16" if path.stem.endswith("_fp16") else "tflite"
         if path.stem.startswith("decode"):
             continue  # checked with its encode half
+        decode_path = None
         if path.stem.startswith("encode"):
             suffix = "_fp16" if key == "tflite_fp16" else ""
             encode = tflite.interpreter(path).get_signature_runner()
@@ -188,7 +192,7 @@ def _check_parity(generator, staging: Path, written: dict[str, list[Path]]) -> l
             ]
         frames = np.concatenate(frames, axis=0)
         difference = _max_difference(signature.unit_to_model_range(frames), reference)
-        record(path, key, difference, "[-1, 1]")
+        record(path, key, difference, "[-1, 1]", partner=decode_path)
     for path in written.get("onnx", []):
         frames = onnx_export.run_onnx(onnx_export.session(path), face_unit, intensities)
         difference = _max_difference(signature.unit_to_model_range(frames), reference)
