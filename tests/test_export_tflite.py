@@ -168,3 +168,16 @@ def test_mobile_preset_tflite_runs_entirely_on_the_gpu_delegate():
     converted = tflite.convert(signature.make_generate_one(generator), generator=generator)
     report = tflite_gpu.check_gpu_delegate(converted)
     assert report["problems"] == []
+
+
+def test_flatbuffer_reader_sees_the_ops_the_interpreter_runs(exported):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    for name in ("generate_one.tflite", "decode_fp16.tflite"):
+        interpreter = Interpreter(
+            model_path=str(exported / name),
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+        interpreter.allocate_tensors()
+        running = [op["op_name"] for op in interpreter._get_ops_details()]
+        assert [op.name for op in tflite.read_tflite_graph(exported / name).operators] == running
