@@ -44,6 +44,7 @@ def trained_run(toy_data, tmp_path_factory) -> Path:
     config = resolve_config(
         str(toy_data),
         preset_name="tiny",
+        model_overrides={"local_discriminator": "off"},  # a faster step; not under test here
         train_overrides={
             "steps": TRAINING_STEPS,
             "learning_rate": 1e-3,
