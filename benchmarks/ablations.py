@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from affinegan_tf.evaluation.ablations import (
         DEFAULT_STEPS,
+        DEFAULT_TEST_VIDEOS,
         DEFAULT_VIDEOS,
         VARIANTS,
         run_ablations,
@@ -30,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="AffineGAN ablations on the synthetic set")
     parser.add_argument("--out", default="runs/ablations", help="folder for data, runs, reports")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="steps per variant")
-    parser.add_argument("--videos", type=int, default=DEFAULT_VIDEOS, help="synthetic videos")
+    parser.add_argument("--videos", type=int, default=DEFAULT_VIDEOS, help="training videos")
+    parser.add_argument(
+        "--test-videos", type=int, default=DEFAULT_TEST_VIDEOS, help="held-out videos evaluated"
+    )
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
@@ -40,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out,
         steps=args.steps,
         videos=args.videos,
+        test_videos=args.test_videos,
         learning_rate=args.learning_rate,
         seed=args.seed,
         variants=variants,

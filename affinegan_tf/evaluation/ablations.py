@@ -31,6 +31,9 @@ VARIANTS = {
 KINDS = ("complete", "incomplete", "periodic", "shuffled")
 DEFAULT_STEPS = 4000
 DEFAULT_VIDEOS = 48
+# Held-out videos (a quarter of each kind): 3 per kind made the per-kind Spearman too noisy to
+# read (one shuffled video in 15 is nearly in order by chance).
+DEFAULT_TEST_VIDEOS = 24
 
 
 def machine() -> dict:
@@ -52,6 +55,31 @@ def machine() -> dict:
         "tensorflow": tf.__version__,
         "gpus": len(tf.config.list_physical_devices("GPU")),
     }
+
+
+def _code_version() -> str | None:
+    """The git commit of the package (with "+changes" when the tree differs), if in a checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "affinegan_tf"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+changes" if dirty else "")
 
 
 def _busy_cpu_seconds() -> tuple[float, float]:
@@ -152,6 +180,8 @@ def summarise_variant(name: str, report: dict, training: dict) -> dict:
         "psnr": rows["generated"]["psnr"],
         "ssim": rows["generated"]["ssim"],
         "spearman": {kind: by_kind.get(kind, {}).get("spearman") for kind in KINDS},
+        # Videos whose intensities were constant (no ranking: Spearman undefined), per kind.
+        "spearman_undefined": {kind: by_kind.get(kind, {}).get("undefined", 0) for kind in KINDS},
         "spearman_all": (report.get("intensity") or {}).get("spearman_all"),
         "largest_intensity_mean": _mean_largest_intensity(report),
         "by_kind": {
@@ -179,6 +209,13 @@ def _mean_largest_intensity(report: dict) -> float | None:
     return sum(largest) / len(largest) if largest else None
 
 
+def _spearman_cell(line: dict, kind: str) -> str:
+    value = line["spearman"][kind]
+    if value is None and line.get("spearman_undefined", {}).get(kind):
+        return "undefined (constant a)"
+    return _cell(value, 2)
+
+
 def _cell(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -188,16 +225,17 @@ def markdown_table(lines: list[dict], reference: dict | None, settings: dict) ->
     header = (
         "| variant | ACD-I | ACD-C | ACD-G | L1 | SSIM | "
         + " | ".join(f"Spearman {kind}" for kind in KINDS)
-        + " | faces missing (generated) |"
+        + " | largest a (mean) | faces missing (generated) |"
     )
-    rule = "|" + "---|" * (6 + len(KINDS) + 1)
+    rule = "|" + "---|" * (6 + len(KINDS) + 2)
     table = [header, rule]
     for line in lines:
-        spearman = " | ".join(_cell(line["spearman"][kind], 2) for kind in KINDS)
+        spearman = " | ".join(_spearman_cell(line, kind) for kind in KINDS)
         table.append(
             f"| {line['variant']} | {_cell(line['acd_identity'])} | "
             f"{_cell(line['acd_consistency'])} | {_cell(line['acd_ground_truth'])} | "
             f"{_cell(line['l1'], 4)} | {_cell(line['ssim'])} | {spearman} | "
+            f"{_cell(line['largest_intensity_mean'], 2)} | "
             f"{line['faces_missing_generated']} / {line['faces_generated']} |"
         )
     if reference is not None:
@@ -205,7 +243,7 @@ def markdown_table(lines: list[dict], reference: dict | None, settings: dict) ->
         blanks = " | ".join("" for _ in KINDS)
         table.append(
             f"| real videos (reference) | {_cell(rows['real']['acd_identity'])} | "
-            f"{_cell(rows['real']['acd_consistency'])} | 0 | - | - | {blanks} | "
+            f"{_cell(rows['real']['acd_consistency'])} | 0 | - | - | {blanks} | | "
             f"{faces['real']['missing']} / {faces['real']['frames']} (real) |"
         )
         table.append(
@@ -213,7 +251,7 @@ def markdown_table(lines: list[dict], reference: dict | None, settings: dict) ->
             f"{_cell(rows['copy_input']['acd_consistency'])} | "
             f"{_cell(rows['copy_input']['acd_ground_truth'])} | "
             f"{_cell(rows['copy_input']['l1'], 4)} | {_cell(rows['copy_input']['ssim'])} | "
-            f"{blanks} | - |"
+            f"{blanks} | | - |"
         )
     table += [
         "",
@@ -245,6 +283,7 @@ def run_ablations(
     out: str | Path,
     steps: int = DEFAULT_STEPS,
     videos: int = DEFAULT_VIDEOS,
+    test_videos: int = DEFAULT_TEST_VIDEOS,
     learning_rate: float = 1e-3,
     seed: int = 0,
     variants: list[str] | None = None,
@@ -258,7 +297,8 @@ def run_ablations(
         out: Folder for the data set (`data/`), the runs (`runs/<variant>`), the evaluation
             reports (`reports/<variant>`) and `ablations.md`.
         steps: Training steps per variant.
-        videos: Synthetic videos (the generator splits them into train and held-out test).
+        videos: Synthetic training videos (people).
+        test_videos: Held-out videos of other people, evaluated; kinds cycle through KINDS.
         learning_rate: Adam learning rate of every variant.
         seed: Seed of the data set and of every run.
         variants: Subset of VARIANTS, in order; None runs all four.
@@ -275,13 +315,15 @@ def run_ablations(
     out = Path(out)
     data_dir = out / "data"
     if not (data_dir / "intensities.csv").is_file():
-        write_toy_dataset(data_dir, num_videos=videos, size=64, seed=seed)
+        write_toy_dataset(data_dir, num_videos=videos, size=64, seed=seed, test_videos=test_videos)
     settings = {
         "preset": "tiny",
         "steps": steps,
         "learning_rate": learning_rate,
         "seed": seed,
         "videos": videos,
+        "test_videos": test_videos,
+        "code": _code_version(),
         "machine": machine(),
     }
     yield {"settings": settings}
