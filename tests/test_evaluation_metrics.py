@@ -136,6 +136,12 @@ def test_line_plot_draws_axes_line_and_labels(tmp_path):
     reread = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(reread, image)
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left
+    assert path.stat().st_mode & 0o044  # readable by others like any plainly written file
+    with_truth = line_plot(
+        range(30), values, "t", "frame", "a", label="inferred", extra_series=[("true", values / 2)]
+    )
+    orange = (with_truth[..., 0] > 180) & (with_truth[..., 2] < 80)
+    assert orange.sum() > 200  # the second line and its legend entry
 
 
 def test_contact_sheet_places_frames_in_rows():

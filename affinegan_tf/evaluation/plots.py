@@ -19,6 +19,7 @@ _WHITE = (255, 255, 255)
 _BLACK = (0, 0, 0)
 _GREY = (215, 215, 215)
 _LINE = (40, 90, 200)  # RGB: blue
+_SERIES_COLOURS = (_LINE, (220, 110, 30), (40, 160, 70), (170, 50, 160))
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -30,6 +31,10 @@ def write_png(image_rgb: np.ndarray, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(handle)
+    # mkstemp makes the file private (0600); give the PNG the permissions a plain file gets.
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(temporary, 0o666 & ~mask)
     try:
         bgr = cv2.cvtColor(np.ascontiguousarray(image_rgb, np.uint8), cv2.COLOR_RGB2BGR)
         if not cv2.imwrite(temporary, bgr):
@@ -84,18 +89,37 @@ def line_plot(
     y_label: str,
     width: int = 720,
     height: int = 400,
+    label: str | None = None,
+    extra_series: Sequence[tuple[str, Sequence[float]]] = (),
 ) -> np.ndarray:
     """A line plot with axes, tick labels, axis labels and a title, as uint8 RGB [H, W, 3].
 
     Non-finite y values break the line (nothing is drawn for them).
+
+    Args:
+        x_values: X of every point.
+        y_values: Y of the main line, one per x.
+        title: Drawn centred above the plot.
+        x_label: Below the x axis.
+        y_label: Left of the y axis, reading upwards.
+        width: Image width in pixels.
+        height: Image height in pixels.
+        label: Legend text of the main line (a legend is drawn when any series has a label).
+        extra_series: (label, y values) of further lines over the same x, in other colours.
     """
     x_values = np.asarray(x_values, np.float64)
     y_values = np.asarray(y_values, np.float64)
     if x_values.shape != y_values.shape or x_values.size == 0:
         raise ValueError("line_plot needs equally long, non-empty x and y")
+    series = [(label, y_values)] + [
+        (name, np.asarray(values, np.float64)) for name, values in extra_series
+    ]
+    if any(values.shape != x_values.shape for _, values in series):
+        raise ValueError("every series needs one y value per x")
     canvas = np.full((height, width, 3), 255, np.uint8)
     left, right, top, bottom = 70, 20, 40, 55
-    finite_y = y_values[np.isfinite(y_values)]
+    all_y = np.concatenate([values for _, values in series])
+    finite_y = all_y[np.isfinite(all_y)]
     y_low = min(0.0, float(finite_y.min())) if finite_y.size else 0.0
     y_high = float(finite_y.max()) if finite_y.size else 1.0
     y_ticks = nice_ticks(y_low, max(y_high, y_low + 1e-6))
@@ -127,14 +151,22 @@ def line_plot(
     cv2.line(canvas, origin, to_pixel(x_range[1], y_range[0]), _BLACK, 1)
     cv2.line(canvas, origin, to_pixel(x_range[0], y_range[1]), _BLACK, 1)
 
-    segment: list[tuple[int, int]] = []
-    for x, y in zip(x_values, y_values, strict=True):
-        if math.isfinite(y):
-            segment.append(to_pixel(x, y))
-            continue
-        _draw_segment(canvas, segment)
-        segment = []
-    _draw_segment(canvas, segment)
+    for index, (name, values) in enumerate(series):
+        colour = _SERIES_COLOURS[index % len(_SERIES_COLOURS)]
+        segment: list[tuple[int, int]] = []
+        for x, y in zip(x_values, values, strict=True):
+            if math.isfinite(y):
+                segment.append(to_pixel(x, y))
+                continue
+            _draw_segment(canvas, segment, colour)
+            segment = []
+        _draw_segment(canvas, segment, colour)
+        if any(name for name, _ in series):
+            legend_x, legend_y = width - right - 210, top + 8 + 18 * index
+            cv2.line(
+                canvas, (legend_x, legend_y), (legend_x + 24, legend_y), colour, 2, cv2.LINE_AA
+            )
+            _text(canvas, name or "", (legend_x + 30, legend_y + 5))
 
     title_width, _ = _text_size(title, 0.55)
     _text(canvas, title, ((width - title_width) // 2, 24), scale=0.55)
@@ -150,11 +182,13 @@ def line_plot(
     return canvas
 
 
-def _draw_segment(canvas: np.ndarray, points: list[tuple[int, int]]) -> None:
+def _draw_segment(
+    canvas: np.ndarray, points: list[tuple[int, int]], colour: tuple[int, int, int]
+) -> None:
     if len(points) > 1:
-        cv2.polylines(canvas, [np.asarray(points, np.int32)], False, _LINE, 2, cv2.LINE_AA)
+        cv2.polylines(canvas, [np.asarray(points, np.int32)], False, colour, 2, cv2.LINE_AA)
     for point in points:
-        cv2.circle(canvas, point, 3, _LINE, -1, cv2.LINE_AA)
+        cv2.circle(canvas, point, 3, colour, -1, cv2.LINE_AA)
 
 
 def contact_sheet(
