@@ -84,6 +84,11 @@ def latest_checkpoint(run_dir: str | Path) -> str:
     return latest
 
 
+def checkpoint_step(prefix: str) -> int:
+    """The training step a checkpoint was saved at (checkpoints are numbered by step)."""
+    return int(Path(prefix).name.rsplit("-", 1)[-1])
+
+
 def load_model(run_dir: str | Path, checkpoint: str | None = None):
     """The trained AffineGAN of a run folder (latest checkpoint unless one is named).
 

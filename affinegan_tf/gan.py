@@ -73,6 +73,9 @@ class AffineGAN(keras.Model):
     """
 
     def __init__(self, config: ModelConfig, use_local_discriminator: bool, seed: int = 0, **kwargs):
+        # A fixed name keeps variable paths (the checkpoint keys) the same in every process;
+        # Keras would otherwise number a second instance "affine_gan_1".
+        kwargs.setdefault("name", "affinegan")
         super().__init__(**kwargs)
         self.config = config
         self.use_local_discriminator = use_local_discriminator

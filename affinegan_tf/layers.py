@@ -98,7 +98,12 @@ class UpBlock(layers.Layer):
             self.resize = layers.UpSampling2D(2, interpolation="nearest", name="resize")
             self.conv = _conv(filters, 3, 1, name="conv")
         self.norm = None if outermost else InstanceNorm(name="norm")
-        self.dropout = layers.Dropout(dropout, seed=seed, name="dropout") if dropout else None
+        self.dropout = dropout
+        # A named seed generator (not keras.layers.Dropout's auto-numbered one) keeps the
+        # variable path, and so the checkpoint key, the same in every process.
+        self.dropout_seed = (
+            keras.random.SeedGenerator(seed, name=f"{self.name}_dropout_seed") if dropout else None
+        )
 
     def call(self, inputs, training=False):
         values = ops.relu(inputs)
@@ -108,8 +113,8 @@ class UpBlock(layers.Layer):
         if self.outermost:
             return ops.tanh(values)
         values = self.norm(values)
-        if self.dropout is not None:
-            values = self.dropout(values, training=training)
+        if self.dropout and training:
+            values = keras.random.dropout(values, self.dropout, seed=self.dropout_seed)
         return values
 
 
