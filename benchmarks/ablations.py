@@ -3,7 +3,7 @@
 Prints one JSON line per variant and writes `<out>/ablations.md` (see
 `affinegan_tf/evaluation/ablations.py` for the variants and what is measured):
 
-    python benchmarks/ablations.py --out runs/ablations               # ~25 min on 2 cores
+    python benchmarks/ablations.py --out runs/ablations               # ~75 min on 2 cores
     python benchmarks/ablations.py --out /tmp/abl --steps 300 --videos 16   # a quick check
 
 A rerun reuses finished runs and resumes interrupted ones.
