@@ -85,7 +85,7 @@ class UpBlock(layers.Layer):
         super().__init__(**kwargs)
         self.outermost = outermost
         if upsample == "transpose":
-            self.resize = None
+            self.resize = False
             self.conv = layers.Conv2DTranspose(
                 filters,
                 4,
@@ -95,7 +95,10 @@ class UpBlock(layers.Layer):
                 name="conv",
             )
         else:
-            self.resize = layers.UpSampling2D(2, interpolation="nearest", name="resize")
+            # A nearest resize, not keras.layers.UpSampling2D: Keras implements that as a
+            # 5-D repeat (TFLite TILE/RESHAPE, ONNX Tile), which the TFLite GPU delegate,
+            # NNAPI and CoreML do not take. ops.image.resize lowers to one resize op.
+            self.resize = True
             self.conv = _conv(filters, 3, 1, name="conv")
         self.norm = None if outermost else InstanceNorm(name="norm")
         self.dropout = dropout
@@ -107,8 +110,9 @@ class UpBlock(layers.Layer):
 
     def call(self, inputs, training=False):
         values = ops.relu(inputs)
-        if self.resize is not None:
-            values = self.resize(values)
+        if self.resize:
+            height, width = values.shape[1], values.shape[2]
+            values = ops.image.resize(values, (2 * height, 2 * width), interpolation="nearest")
         values = self.conv(values)
         if self.outermost:
             return ops.tanh(values)

@@ -143,12 +143,6 @@ def test_mobile_preset_onnx_matches_keras(mobile_export):
         assert np.abs(signature.unit_to_model_range(frames).numpy() - reference).max() <= 1e-4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="layers.UpBlock upsamples with keras.layers.UpSampling2D, which Keras implements as "
-    "repeat: ONNX Tile, which NNAPI and CoreML NeuralNetwork do not take. "
-    "ops.image.resize(nearest) gives the same numbers as one Resize node.",
-)
 def test_mobile_preset_static_graph_runs_whole_on_nnapi_and_coreml(mobile_export):
     _, paths = mobile_export
     (static,) = [path for path in paths if path.stem == "generate_one"]

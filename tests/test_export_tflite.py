@@ -155,12 +155,6 @@ def test_gpu_check_flags_ops_dtypes_and_shapes_the_delegate_rejects():
     assert "2-D, not 4-D" in problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="layers.UpBlock upsamples with keras.layers.UpSampling2D, which Keras implements as "
-    "repeat: 5-D TILE/RESHAPE tensors the GPU delegate rejects. ops.image.resize(nearest) gives "
-    "the same numbers as one RESIZE_NEAREST_NEIGHBOR op.",
-)
 def test_mobile_preset_tflite_runs_entirely_on_the_gpu_delegate():
     config = dataclasses.replace(PRESETS["mobile"], image_size=64)
     generator = AffineGenerator(config)
