@@ -258,3 +258,18 @@ def test_corrupt_model_file_is_a_clear_error(photos, tmp_path, name, message):
     broken.write_bytes(b"definitely not a model")
     with pytest.raises(UserError, match=message):
         generate_files(broken, [photos / "anna.png"], tmp_path / "x.gif")
+
+
+def test_missing_optional_packages_name_the_extra_to_install(monkeypatch, photos, tmp_path):
+    from affinegan_tf import errors
+    from affinegan_tf.export.exporter import export_model
+
+    monkeypatch.setitem(errors.EXTRA_MODULES, "onnx", (("no_such_module_xyz",), "export"))
+    with pytest.raises(
+        UserError, match=r"no_such_module_xyz.*pip install 'affinegan-tf\[export\]'"
+    ):
+        export_model(tmp_path, tmp_path / "out", formats=["onnx"])
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not used")
+    with pytest.raises(UserError, match=r"Running model.onnx needs no_such_module_xyz"):
+        generate_files(str(model), [str(photos / "anna.png")], str(tmp_path / "out.gif"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affinegan_tf.errors import UserError
+from affinegan_tf.errors import UserError, require_extra
 
 MANIFEST_FILE = "manifest.json"
 MODEL_KINDS = ("keras", "saved_model", "tflite", "onnx")
@@ -242,8 +242,10 @@ def load_backend(model_path: str | Path, num_threads: int | None = None) -> Back
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".tflite":
+            require_extra("tflite", f"Running {path.name}")
             return _tflite_backend(path, num_threads)
         if suffix == ".onnx":
+            require_extra("onnx", f"Running {path.name}")
             return _onnx_backend(path, num_threads)
         raise UserError(
             f"Unknown model file type {path.name!r}. Give a training run folder, an exported "

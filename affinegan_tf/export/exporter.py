@@ -20,7 +20,7 @@ import numpy as np
 
 from affinegan_tf import __version__
 from affinegan_tf.config import PIXEL_OFFSET, PIXEL_SCALE
-from affinegan_tf.errors import UserError
+from affinegan_tf.errors import UserError, require_extra
 from affinegan_tf.export.backends import MANIFEST_FILE
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -67,6 +67,9 @@ def _check_formats(formats) -> list[str]:
             chosen.append(key)
     if not chosen:
         raise UserError(f"Give at least one export format ({', '.join(FORMATS)}).")
+    for key in chosen:
+        if key != "savedmodel":
+            require_extra(key, f"Exporting {key}")
     return chosen
 
 
