@@ -114,6 +114,18 @@ def test_spearman_per_video_and_per_kind():
     assert math.isnan(table["periodic"]["spearman"]) and table["periodic"]["undefined"] == 1
 
 
+def test_spearman_with_ties_matches_hand_computed_average_ranks():
+    # inferred ranks (ties averaged): [1.5, 1.5, 3, 4] -> 0-based [0.5, 0.5, 2, 3]; true ranks
+    # [0, 1, 2, 3]; Pearson of the ranks = 4.5 / sqrt(4.5 * 5) = 0.9487.
+    value = metrics.spearman([0.2, 0.2, 0.5, 0.9], [0.1, 0.2, 0.3, 0.4])
+    assert value == pytest.approx(4.5 / math.sqrt(4.5 * 5))
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    inferred, true = rng.integers(0, 5, 30).astype(float), rng.random(30)
+    expected = scipy_stats.spearmanr(inferred, true).statistic
+    assert metrics.spearman(inferred, true) == pytest.approx(expected)
+
+
 # ----------------------------------------------------------------------------- plots
 
 

@@ -220,14 +220,26 @@ def pixel_metrics(generated: np.ndarray, real: np.ndarray) -> dict[str, float]:
 # ----------------------------------------------------------------------------- intensity
 
 
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1, ties sharing the mean of their ranks (as scipy.stats.rankdata)."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values), np.float64)
+    ranks[order] = np.arange(len(values))
+    unique, inverse = np.unique(values, return_inverse=True)
+    sums = np.bincount(inverse, weights=ranks, minlength=len(unique))
+    counts = np.bincount(inverse, minlength=len(unique))
+    return (sums / counts)[inverse]
+
+
 def spearman(inferred: np.ndarray, true: np.ndarray) -> float:
     """Spearman rank correlation of inferred against true intensities of one video.
+
+    The Pearson correlation of average ranks (ties share their mean rank), computed with numpy
+    alone so that the demo needs no scipy.
 
     Returns:
         The correlation, or NaN when either sequence is constant (no ranking to compare).
     """
-    from scipy.stats import spearmanr
-
     inferred = np.asarray(inferred, np.float64)
     true = np.asarray(true, np.float64)
     if inferred.shape != true.shape or inferred.ndim != 1:
@@ -236,7 +248,9 @@ def spearman(inferred: np.ndarray, true: np.ndarray) -> float:
         )
     if inferred.size < 2 or np.ptp(inferred) == 0 or np.ptp(true) == 0:
         return math.nan
-    return float(spearmanr(inferred, true).statistic)
+    first, second = _average_ranks(inferred), _average_ranks(true)
+    first, second = first - first.mean(), second - second.mean()
+    return float((first @ second) / math.sqrt((first @ first) * (second @ second)))
 
 
 def spearman_by_kind(per_video: list[tuple[str, float]]) -> dict[str, dict]:
