@@ -8,6 +8,7 @@ would have read from step s on.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -33,6 +34,10 @@ RESUMABLE_CHANGES = {
     "data": {"strict", "cache_dir"},
 }
 SAMPLE_FRAMES = 16
+# Training videos and frames per video whose inferred intensities are summarised at each
+# checkpoint (TensorBoard histogram, intensity_range.json).
+RANGE_VIDEOS = 16
+RANGE_FRAMES = 16
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -203,6 +208,40 @@ def build_model(run_config: RunConfig, total_steps: int):
     return model
 
 
+def random_batch(run_config: RunConfig) -> dict:
+    """One batch shaped like the data pipeline's, with random values (speed measurements)."""
+    model_config = run_config.model
+    size, targets = model_config.image_size, model_config.num_targets
+    batch_size = run_config.train.batch_size
+    return {
+        "neutral": tf.random.uniform((batch_size, size, size, 3), -1, 1),
+        "targets": tf.random.uniform((batch_size, targets, size, size, 3), -1, 1),
+        "masks": tf.ones((batch_size, targets, size, size, 1)),
+        "prior_intensities": tf.random.uniform((batch_size, targets)),
+        "target_positions": tf.random.uniform((batch_size, targets)),
+    }
+
+
+def measure_steps_per_second(run_config: RunConfig, steps: int = 40, warmup: int = 5) -> float:
+    """Training steps per second of a config on this machine (random data, after warm-up).
+
+    Timed between batch ends inside one fit() call, so fit's own start-up is not counted.
+    The local discriminator is used when the config says "on" (resolve "auto" first).
+    """
+    tf.config.optimizer.set_experimental_options({"remapping": False})
+    model = build_model(run_config, total_steps=10_000)
+    dataset = tf.data.Dataset.from_tensors(random_batch(run_config)).repeat()
+    marks: dict[int, float] = {}
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch in (warmup - 1, warmup + steps - 1):
+                marks[batch] = time.perf_counter()
+
+    model.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[Clock()])
+    return steps / (marks[warmup + steps - 1] - marks[warmup - 1])
+
+
 # ----------------------------------------------------------------------------- callbacks
 
 
@@ -340,34 +379,64 @@ class _Runner:
         return path
 
     def write_sample(self, step: int) -> None:
-        """A GIF of the sample face at intensities 0..1, plus TensorBoard images and histogram."""
+        """A GIF of the sample face at intensities 0..1, TensorBoard images and histogram, and
+        the intensity range of the training videos."""
         from affinegan_tf.generation import generate_frames, write_animation
 
-        if self.sample_face is None:
-            return
-        intensities = np.linspace(0.0, 1.0, SAMPLE_FRAMES, dtype=np.float32)
-        frames = generate_frames(self.model.generator, self.sample_face, intensities)
-        samples = self.run_dir / "samples"
-        self.last_sample = write_animation(frames, samples / f"step_{step:07d}.gif", fps=10)
-        strip = np.concatenate(list(frames[:: max(1, SAMPLE_FRAMES // 8)]), axis=1)
+        intensities = self.training_intensities()
         with self.writer.as_default(step=step):
-            tf.summary.image("sample_0_to_1", strip[np.newaxis], step=step)
-            histogram = self.sample_intensities()
-            if histogram is not None:
-                tf.summary.histogram("inferred_intensity", histogram, step=step)
+            if intensities is not None:
+                tf.summary.histogram("inferred_intensity", intensities, step=step)
+            if self.sample_face is not None:
+                sweep = np.linspace(0.0, 1.0, SAMPLE_FRAMES, dtype=np.float32)
+                frames = generate_frames(self.model.generator, self.sample_face, sweep)
+                samples = self.run_dir / "samples"
+                self.last_sample = write_animation(frames, samples / f"step_{step:07d}.gif", fps=10)
+                strip = np.concatenate(list(frames[:: max(1, SAMPLE_FRAMES // 8)]), axis=1)
+                tf.summary.image("sample_0_to_1", strip[np.newaxis], step=step)
         self.writer.flush()
+        self.write_intensity_range(step, intensities)
 
-    def sample_intensities(self) -> np.ndarray | None:
-        """Inferred intensities of the first training video's frames (TensorBoard histogram)."""
+    def training_intensities(self) -> np.ndarray | None:
+        """Inferred intensities of frames 1..T-1 of up to RANGE_VIDEOS training videos.
+
+        Each video's frames (up to RANGE_FRAMES, evenly spaced) are taken relative to its own
+        first frame. None for temporal labels, which have no estimator.
+        """
         from affinegan_tf.data.pixels import to_model_range
         from affinegan_tf.data.video import square_resize
 
         if self.config.model.intensity == "temporal":
             return None
-        frames = np.asarray(self.training_set.frames[0][:64])
-        frames = square_resize(frames, self.config.model.image_size)
-        faces = to_model_range(frames)
-        return self.model.infer_intensities(faces[:1], faces[1:]).numpy()
+        values = []
+        videos = self.training_set.frames
+        for index in np.linspace(0, len(videos) - 1, min(RANGE_VIDEOS, len(videos))).astype(int):
+            frames = videos[index]
+            chosen = np.unique(np.linspace(0, len(frames) - 1, RANGE_FRAMES).astype(int))
+            faces = to_model_range(
+                square_resize(np.asarray(frames[chosen]), self.config.model.image_size)
+            )
+            values.append(self.model.infer_intensities(faces[:1], faces[1:]).numpy())
+        return np.concatenate(values)
+
+    def write_intensity_range(self, step: int, intensities: np.ndarray | None) -> None:
+        """`<run>/intensity_range.json`: what `export` records as the intensity range seen."""
+        from affinegan_tf.export.exporter import INTENSITY_RANGE_FILE
+
+        if intensities is None:
+            summary = {"min": 0.0, "max": 1.0, "note": "temporal labels t / T, by construction"}
+        else:
+            summary = {
+                "min": float(intensities.min()),
+                "max": float(intensities.max()),
+                "p05": float(np.percentile(intensities, 5)),
+                "p95": float(np.percentile(intensities, 95)),
+                "mean": float(intensities.mean()),
+                "frames": int(intensities.size),
+                "note": "inferred on frames of training videos, relative to each first frame",
+            }
+        summary["step"] = step
+        _write_json_atomic(self.run_dir / INTENSITY_RANGE_FILE, json.dumps(summary, indent=2))
 
 
 def _sample_face(training_set, image_size: int, face_crop: bool, margin: float) -> np.ndarray:

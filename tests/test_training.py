@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -72,6 +73,9 @@ def test_fit_learns_and_writes_a_complete_run_folder(toy_data, tmp_path):
         "step_0000300.gif",
     ]
     assert list((run_dir / "logs").glob("events.out.tfevents.*"))
+    seen = json.loads((run_dir / "intensity_range.json").read_text())
+    assert seen["step"] == 300 and seen["frames"] == 8 * 15  # 8 videos, frames 1..15 each
+    assert seen["min"] <= seen["p05"] <= seen["mean"] <= seen["p95"] <= seen["max"]
 
     # The L1 reconstruction of the targets on fixed samples clearly drops.
     training_set = load_training_set(saved.data, saved.model.load_size)
