@@ -189,7 +189,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from affinegan_tf.demo import run_demo
 
-    run_demo(out_dir=args.out, expression=args.expression, minutes=args.minutes, seed=args.seed)
+    run_demo(
+        out_dir=args.out,
+        expression=args.expression,
+        minutes=args.minutes,
+        seed=args.seed,
+        steps=args.steps,
+    )
     return 0
 
 
@@ -296,8 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="train and show the method on built-in data")
     demo.add_argument("--out", default="demo", help="folder for everything (default ./demo)")
     demo.add_argument("--expression", choices=EXPRESSIONS, default="smile")
-    demo.add_argument("--minutes", type=float, default=8.0, help="training budget")
+    demo.add_argument(
+        "--minutes", type=float, default=9.0, help="time budget of the whole demo (default 9)"
+    )
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--steps", type=int, help="train exactly this many steps instead of filling --minutes"
+    )
     demo.set_defaults(handler=_demo)
     return parser
 

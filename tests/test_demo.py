@@ -1,0 +1,71 @@
+"""`affinegan-tf demo` on a tiny step budget: every promised output, and a rerun that reuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import pytest
+
+pytestmark = pytest.mark.slow
+
+STEPS = 20
+
+
+def demo(out_dir) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "affinegan_tf",
+            "demo",
+            "--out",
+            str(out_dir),
+            "--steps",
+            str(STEPS),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_demo_writes_everything_and_a_rerun_reuses_it(tmp_path):
+    out_dir = tmp_path / "demo"
+    first = demo(out_dir)
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["steps"] == STEPS
+    assert (out_dir / "exported" / "manifest.json").is_file()
+    assert (out_dir / "exported" / "saved_model" / "1" / "saved_model.pb").is_file()
+    assert list((out_dir / "exported").glob("*.tflite")) and list(
+        (out_dir / "exported").glob("*.onnx")
+    )
+    held_out = sorted(path.name for path in (out_dir / "data" / "test" / "img").iterdir())
+    for name in held_out:
+        frames = iio.imread(out_dir / "gifs" / f"{name}.gif")
+        assert frames.shape[1:3] == (64, 64) and len(frames) > 16  # pingpong sweep
+    overview = iio.imread(out_dir / "gifs" / "overview.gif")
+    assert overview.shape[1:3] == (64, 64 * 6)
+    assert (out_dir / summary["intensity_plot"].split("/")[-1]).is_file()
+    assert set(summary["spearman_held_out"]) == {
+        "all",
+        "complete",
+        "incomplete",
+        "periodic",
+        "shuffled",
+    }
+    assert "Spearman" in first.stdout
+
+    checkpoints = sorted((out_dir / "run" / "checkpoints").glob("ckpt-*.index"))
+    second = demo(out_dir)
+    assert "Reusing the synthetic data set" in second.stderr
+    assert "resuming or reusing it (not retraining)" in second.stderr
+    assert "Reusing the export" in second.stderr
+    assert sorted((out_dir / "run" / "checkpoints").glob("ckpt-*.index")) == checkpoints
+    assert json.loads((out_dir / "summary.json").read_text())["steps"] == STEPS
