@@ -29,3 +29,19 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("toy")
     write_toy_dataset(root, num_videos=8, size=64, expression="smile", seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The full export (every format, fp16 too) of an untrained `tiny` run, built once."""
+    import export_helpers
+
+    return export_helpers.tiny_export(tmp_path_factory)[0]
+
+
+@pytest.fixture(scope="session")
+def generator(tmp_path_factory: pytest.TempPathFactory):
+    """The generator of that `tiny` run (the Keras reference of the export tests)."""
+    import export_helpers
+
+    return export_helpers.tiny_model(tmp_path_factory)[0].generator

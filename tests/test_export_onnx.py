@@ -23,16 +23,6 @@ INTENSITIES = np.asarray([-0.25, 0.0, 0.5, 1.0, 1.5], np.float32)
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    return export_helpers.tiny_export(tmp_path_factory)[0]
-
-
-@pytest.fixture(scope="session")
-def generator(tmp_path_factory):
-    return export_helpers.tiny_model(tmp_path_factory)[0].generator
-
-
-@pytest.fixture(scope="session")
 def mobile_export(tmp_path_factory):
     """The `mobile` preset's architecture (resize + conv upsampling) at 64 x 64, to ONNX."""
     config = dataclasses.replace(PRESETS["mobile"], image_size=64)

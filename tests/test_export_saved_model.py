@@ -18,16 +18,6 @@ INTENSITIES = np.asarray([0.0, 0.5, 1.0, 1.5], np.float32)
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    return export_helpers.tiny_export(tmp_path_factory)[0]
-
-
-@pytest.fixture(scope="session")
-def generator(tmp_path_factory):
-    return export_helpers.tiny_model(tmp_path_factory)[0].generator
-
-
-@pytest.fixture(scope="session")
 def loaded(exported):
     return tf.saved_model.load(str(exported / "saved_model" / "1"))
 

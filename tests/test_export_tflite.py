@@ -26,16 +26,6 @@ FILES = [
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    return export_helpers.tiny_export(tmp_path_factory)[0]
-
-
-@pytest.fixture(scope="session")
-def generator(tmp_path_factory):
-    return export_helpers.tiny_model(tmp_path_factory)[0].generator
-
-
-@pytest.fixture(scope="session")
 def face_and_reference(generator):
     face = signature.resize_to_model(export_helpers.face_image(64, seed=5), 64)[tf.newaxis]
     reference = signature.generate_frames_from_model_range(generator, face, INTENSITIES)

@@ -26,11 +26,6 @@ INTENSITIES = [0.0, 0.5, 1.0, 1.5]
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    return export_helpers.tiny_export(tmp_path_factory)[0]
-
-
-@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory):
     return export_helpers.tiny_run(tmp_path_factory)
 

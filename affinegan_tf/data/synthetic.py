@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 
 from affinegan_tf.errors import UserError
+from affinegan_tf.files import replace_folder
 
 EXPRESSIONS = ("smile", "surprise", "close_eyes", "puff_cheeks")
 KINDS = ("complete", "incomplete", "periodic", "shuffled")
@@ -1023,16 +1024,6 @@ def _write_video(root: Path, split: str, video: ToyVideo, video_format: str) -> 
 
 def _replace(building: Path, out: Path) -> None:
     """Moves the finished set into place: `out` is the old set or the new one, never half."""
-    if not out.exists():
-        os.rename(building, out)
-        return
-    _check_destination(out)
-    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.rename(out, retired / out.name)
-    try:
-        os.rename(building, out)
-    except BaseException:
-        os.rename(retired / out.name, out)
-        raise
-    finally:
-        shutil.rmtree(retired, ignore_errors=True)
+    if out.exists():
+        _check_destination(out)
+    replace_folder(building, out)

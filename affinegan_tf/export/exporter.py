@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from affinegan_tf import __version__
 from affinegan_tf.config import PIXEL_OFFSET, PIXEL_SCALE
 from affinegan_tf.errors import UserError, require_extra
 from affinegan_tf.export.backends import MANIFEST_FILE
+from affinegan_tf.files import replace_folder
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 _FORMAT_ALIASES = {"saved_model": "savedmodel", "savedmodel": "savedmodel", "tflite": "tflite"}
@@ -84,22 +84,6 @@ def _check_target(out_dir: Path) -> None:
             f"--out {out_dir} already exists and is not an affinegan-tf export (no "
             f"{MANIFEST_FILE}). Choose another folder or remove it."
         )
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Moves the finished export into place; an earlier export there is replaced."""
-    if not out_dir.exists():
-        os.replace(staging, out_dir)
-        return
-    backup = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    os.replace(out_dir, backup / out_dir.name)
-    try:
-        os.replace(staging, out_dir)
-    except OSError:
-        os.replace(backup / out_dir.name, out_dir)
-        raise
-    finally:
-        shutil.rmtree(backup, ignore_errors=True)
 
 
 def sha256(path: Path) -> str:
@@ -318,7 +302,7 @@ def export_generator(
                     for item in failed
                 )
             )
-        _publish(staging, out_dir)
+        replace_folder(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
