@@ -231,7 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser("fit", help="train AffineGAN on a folder of face videos")
     fit.add_argument("--data", required=True, help="data set root or folder of videos")
-    fit.add_argument("--out", help="run folder (default runs/<data>-<time>; resumes if it exists)")
+    fit.add_argument(
+        "--out",
+        help="run folder; rerunning with the same --out resumes (default runs/<data>-<time>, a "
+        "new folder each time)",
+    )
     fit.add_argument("--pipeline", help="TOML recipe, e.g. pipelines/toy.toml")
     fit.add_argument("--preset", choices=("paper", "small", "tiny", "mobile"))
     length = fit.add_mutually_exclusive_group()

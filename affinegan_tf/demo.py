@@ -26,7 +26,7 @@ TOY_SIZE = 64
 OVERHEAD_MINUTES = 1.0
 MIN_STEPS = 200
 OVERVIEW_FACES = 6
-PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "toy.toml"
+PIPELINE = "toy"  # the built-in recipe (pipelines/toy.toml, shipped in the package)
 
 
 def _say(message: str) -> None:
@@ -56,7 +56,7 @@ def _train(out_dir: Path, data_dir: Path, minutes: float, seed: int, steps: int 
         previous = RunConfig.load(run_dir / CONFIG_FILE)
         _say(f"[2/6] Found the run in {run_dir}: resuming or reusing it (not retraining).")
         return fit(previous, run_dir)
-    config = resolve_config(str(data_dir), pipeline=str(PIPELINE), train_overrides={"seed": seed})
+    config = resolve_config(str(data_dir), pipeline=PIPELINE, train_overrides={"seed": seed})
     if steps is None:
         _say("[2/6] Measuring training speed on this machine ...")
         # The toy set has masks, so training uses the local D: measure with it.
@@ -76,10 +76,22 @@ def _train(out_dir: Path, data_dir: Path, minutes: float, seed: int, steps: int 
     )
     config = resolve_config(
         str(data_dir),
-        pipeline=str(PIPELINE),
+        pipeline=PIPELINE,
         train_overrides={"seed": seed, "steps": steps, "checkpoint_every": checkpoint_every},
     )
     return fit(config, run_dir)
+
+
+def _export_is_current(export_dir: Path, checkpoint: str | None) -> bool:
+    """Whether an earlier demo's export was made from this checkpoint (else export again)."""
+    try:
+        manifest = json.loads((export_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        checkpoint is not None
+        and manifest.get("source", {}).get("checkpoint") == Path(checkpoint).name
+    )
 
 
 def apex_intensity(run_dir: Path) -> float:
@@ -127,7 +139,7 @@ def run_demo(
     run_dir = result.run_dir
 
     export_dir = out_dir / "exported"
-    if (export_dir / "manifest.json").is_file():
+    if _export_is_current(export_dir, result.checkpoint):
         _say(f"[3/6] Reusing the export in {export_dir}")
     else:
         available = [name for name in ("tflite", "onnx") if not missing_modules(name)]
@@ -191,7 +203,8 @@ def run_demo(
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\nDemo finished in {summary['minutes']:.1f} min.")
     print(f"  trained model    {run_dir}  ({result.step} steps; samples in {run_dir}/samples)")
-    print(f"  exported         {export_dir}  (SavedModel, TFLite, ONNX; manifest.json)")
+    formats = json.loads((export_dir / "manifest.json").read_text()).get("formats", [])
+    print(f"  exported         {export_dir}  ({', '.join(formats)}; manifest.json)")
     print(f"  held-out GIFs    {gifs_dir}/  (overview.gif shows them side by side)")
     print(f"  intensity plot   {plot}")
     print(f"  summary          {out_dir / 'summary.json'}")

@@ -43,6 +43,35 @@ RANGE_FRAMES = 16
 # ----------------------------------------------------------------------------- configuration
 
 
+def builtin_pipelines() -> dict[str, Path]:
+    """The recipes shipped in the package (the repository's pipelines/ folder), by name."""
+    from importlib import resources
+
+    try:
+        folder = Path(str(resources.files("affinegan_tf.pipelines")))
+    except ModuleNotFoundError:  # running from a checkout that was not pip-installed
+        folder = Path(__file__).resolve().parents[1] / "pipelines"
+    return {path.stem: path for path in sorted(folder.glob("*.toml"))}
+
+
+def find_pipeline(name_or_path: str | Path) -> Path:
+    """A recipe file: a path that exists, else a built-in recipe by name or file name.
+
+    `--pipeline toy`, `--pipeline toy.toml` and `--pipeline pipelines/toy.toml` all work from an
+    installed package, where the repository's pipelines/ folder is not beside the user.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    builtin = builtin_pipelines()
+    if path.stem in builtin and path.suffix in ("", ".toml"):
+        return builtin[path.stem]
+    raise UserError(
+        f"Pipeline recipe {path} does not exist. Give a TOML file, or one of the built-in "
+        f"recipes: {', '.join(sorted(builtin))}."
+    )
+
+
 def load_pipeline(path: str | Path) -> dict:
     """Reads a TOML recipe: optional `preset`, and [model], [data], [train] tables."""
     try:
@@ -50,9 +79,7 @@ def load_pipeline(path: str | Path) -> dict:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"Pipeline recipe {path} does not exist (see pipelines/ for examples).")
+    path = find_pipeline(path)
     try:
         recipe = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:

@@ -6,47 +6,24 @@ file -> evaluate, each step a subprocess running `affinegan-tf` exactly as a use
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS = 30
 FRAMES = 5
 INTENSITIES = "0,0.25,0.5,0.75,1"
 # Frames are uint8: the export tolerances (1e-4 fp32, 5e-3 fp16 on the [-1, 1] scale) are below
 # one grey level, so exported frames may differ from Keras' by rounding only.
 MAX_LEVELS = {"fp32": 1, "fp16": 2}
-
-
-def console_script() -> str:
-    """The installed `affinegan-tf` beside this Python (the virtualenv's bin folder)."""
-    script = Path(sys.executable).parent / "affinegan-tf"
-    found = str(script) if script.is_file() else shutil.which("affinegan-tf")
-    assert found, "the console script affinegan-tf is not installed (pip install .)"
-    return found
-
-
-def cli(*arguments: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [console_script(), *arguments],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        timeout=timeout,
-    )
-    assert result.returncode == 0, f"affinegan-tf {' '.join(arguments)}\n{result.stderr[-3000:]}"
-    return result
 
 
 def read_png_folder(folder: Path) -> np.ndarray:
@@ -58,6 +35,8 @@ def read_png_folder(folder: Path) -> np.ndarray:
 def user_path(tmp_path_factory) -> dict:
     """Runs every step once; the tests below check its outputs."""
     root = tmp_path_factory.mktemp("user")
+    # Every command runs in the test's own folder, never in the checkout.
+    cli = functools.partial(run_cli, cwd=root)
     data, run, exported = root / "data", root / "run", root / "exported"
     cli("make-toy-data", "--out", str(data), "--videos", "4", "--size", "64", "--seed", "3")
     fit = cli(
@@ -67,7 +46,7 @@ def user_path(tmp_path_factory) -> dict:
         "--out",
         str(run),
         "--pipeline",
-        str(REPO_ROOT / "pipelines" / "toy.toml"),
+        "toy",  # the built-in recipe, shipped in the package
         "--steps",
         str(STEPS),
         "--checkpoint-every",

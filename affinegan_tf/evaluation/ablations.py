@@ -30,8 +30,8 @@ VARIANTS = {
 }
 KINDS = ("complete", "incomplete", "periodic", "shuffled")
 # At 4,000 steps of `tiny` the affine estimator had not learned the expression yet (held-out
-# Spearman 0.20); it reached 0.79 at 8,000 and 0.97 at 12,000 (docs/RESULTS.md). 8,000 steps per
-# variant take about 18 minutes on 2 CPU cores.
+# Spearman 0.20); it reached 0.97 at 12,000 (docs/RESULTS.md). 8,000 steps per variant take
+# about 18 minutes on 2 CPU cores.
 DEFAULT_STEPS = 8000
 DEFAULT_VIDEOS = 48
 # Held-out videos (a quarter of each kind): 3 per kind made the per-kind Spearman too noisy to

@@ -22,9 +22,9 @@ ONNX_MODELS = {
     "generate_one": "static shapes: image [1,S,S,3] in [0,1] + intensity [1] -> [1,S,S,3]",
     "generate_frames": "dynamic N: image [1,S,S,3] in [0,1] + intensities [N] -> [N,S,S,3]",
 }
-# The mobile preset must export to graphs NNAPI / CoreML take whole; these three are what
-# transposed convolutions, broadcasting by copy and 1/sqrt turn into.
-MOBILE_FORBIDDEN_OPS = ("ConvTranspose", "Expand", "Reciprocal")
+# The mobile preset must export to graphs NNAPI / CoreML take whole; these are what transposed
+# convolutions, broadcasting by copy, UpSampling2D's repeat and 1/sqrt turn into.
+MOBILE_FORBIDDEN_OPS = ("ConvTranspose", "Expand", "Tile", "Reciprocal")
 
 
 def _function(generator: AffineGenerator, model: str):
