@@ -11,8 +11,10 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +26,7 @@ import tensorflow as tf
 from keras import ops
 
 from affinegan_tf import config as config_module
-from affinegan_tf.checkpoints import CONFIG_FILE, TrainingCheckpoint
+from affinegan_tf.checkpoints import CONFIG_FILE, TrainingCheckpoint, latest_checkpoint_in
 from affinegan_tf.config import DataConfig, RunConfig, TrainConfig
 from affinegan_tf.errors import UserError
 
@@ -48,10 +50,16 @@ def builtin_pipelines() -> dict[str, Path]:
     from importlib import resources
 
     try:
-        folder = Path(str(resources.files("affinegan_tf.pipelines")))
+        # A namespace package (no __init__.py): files() gives a MultiplexedPath, whose str() is
+        # no path, but whose entries are real paths.
+        items = list(resources.files("affinegan_tf.pipelines").iterdir())
     except ModuleNotFoundError:  # running from a checkout that was not pip-installed
-        folder = Path(__file__).resolve().parents[1] / "pipelines"
-    return {path.stem: path for path in sorted(folder.glob("*.toml"))}
+        items = list((Path(__file__).resolve().parents[1] / "pipelines").iterdir())
+    return {
+        Path(item.name).stem: Path(str(item))
+        for item in sorted(items, key=lambda item: item.name)
+        if item.name.endswith(".toml")
+    }
 
 
 def find_pipeline(name_or_path: str | Path) -> Path:
@@ -208,6 +216,21 @@ def distribution_strategy():
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run folder (always, except non-chief multi-workers).
+
+    Under MultiWorkerMirroredStrategy the chief is task "chief" 0, or "worker" 0 when the
+    cluster has no "chief" task; the other workers train in lockstep but write nothing shared.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def build_model(run_config: RunConfig, total_steps: int):
@@ -394,6 +417,7 @@ class _Runner:
         self.checkpoint: TrainingCheckpoint | None = None
         self.writer = None
         self.last_sample: Path | None = None
+        self.chief = True
 
     def write_scalars(self, step: int, values: dict) -> None:
         with self.writer.as_default(step=step):
@@ -402,7 +426,8 @@ class _Runner:
 
     def save(self, step: int) -> str:
         path = self.checkpoint.save()
-        self.write_sample(step)
+        if self.chief:
+            self.write_sample(step)
         return path
 
     def write_sample(self, step: int) -> None:
@@ -505,7 +530,6 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
     run_config = dataclasses.replace(
         run_config, model=dataclasses.replace(model_config, local_discriminator=local)
     )
-    resuming = prepare_run_dir(run_dir, run_config, force)
     total_steps = run_config.train.total_steps(len(training_set.names))
 
     # Grappler's remapper fails on this graph (LeakyReluGrad reads a BiasAdd it fuses away), logs
@@ -515,13 +539,29 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
     if run_config.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = distribution_strategy()
+    chief = is_chief(strategy)
+    if chief:
+        resuming = prepare_run_dir(run_dir, run_config, force)
+    else:
+        # The chief owns the run folder (shared storage); a worker reads its checkpoints and
+        # saves its own copies, which checkpointing needs from every worker, to a private
+        # folder that is deleted at the end.
+        resuming = (run_dir / CONFIG_FILE).is_file() or latest_checkpoint_in(run_dir) is not None
     with strategy.scope():
         model = build_model(run_config, total_steps)
     runner = _Runner(run_config, run_dir, training_set, total_steps)
     runner.model = model
-    runner.checkpoint = TrainingCheckpoint(model, run_dir, keep=run_config.train.keep_checkpoints)
+    runner.chief = chief
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix="affinegan-worker-"))
+    runner.checkpoint = TrainingCheckpoint(
+        model, run_dir, keep=run_config.train.keep_checkpoints, write_dir=scratch
+    )
     runner.start_step = runner.checkpoint.restore_latest() if resuming else 0
-    runner.writer = tf.summary.create_file_writer(str(run_dir / "logs"))
+    runner.writer = (
+        tf.summary.create_file_writer(str(run_dir / "logs"))
+        if chief
+        else tf.summary.create_noop_writer()
+    )
     runner.sample_face = _sample_face(
         training_set,
         model_config.image_size,
@@ -573,6 +613,9 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
             "check the data for broken frames, or resume from that checkpoint."
         )
     path = runner.save(step)
+    if scratch is not None:
+        path = runner.checkpoint.latest  # the chief's copy; the worker's own is discarded
+        shutil.rmtree(scratch, ignore_errors=True)
     monitor._progress(step, runner.last_logs, final=True)
     if monitor.interrupted:
         _say(f"\nStopped at step {step}/{total_steps}; saved {path}. Rerun the command to resume.")
