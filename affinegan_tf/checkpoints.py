@@ -32,40 +32,21 @@ def _tracked(variables, prefix: str) -> dict:
     return tracked
 
 
-def latest_checkpoint_in(run_dir: str | Path) -> str | None:
-    """The newest checkpoint prefix in `<run>/checkpoints/`, or None."""
-    return tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINT_DIR))
-
-
 class TrainingCheckpoint:
-    """Model + optimiser state of a run, in `<run>/checkpoints/`.
+    """Model + optimiser state of a run, in `<run>/checkpoints/`."""
 
-    Args:
-        model: The compiled AffineGAN.
-        run_dir: The run folder: checkpoints are restored from (and saved to) its checkpoints/.
-        keep: How many checkpoints to keep.
-        write_dir: Save here instead (a non-chief multi-worker's private folder); restoring
-            still reads the run folder.
-    """
-
-    def __init__(self, model, run_dir: str | Path, keep: int = 3, write_dir: Path | None = None):
+    def __init__(self, model, run_dir: str | Path, keep: int = 3):
         tracked = _tracked(model.variables, "model")
         tracked.update(_tracked(model.generator_optimizer.variables, "generator_optimizer"))
         tracked.update(_tracked(model.discriminator_optimizer.variables, "discriminator_optimizer"))
         self.model = model
-        self.run_dir = Path(run_dir)
-        self.write_dir = write_dir
         self.checkpoint = tf.train.Checkpoint(**tracked)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint,
-            str(Path(write_dir or run_dir) / CHECKPOINT_DIR),
-            max_to_keep=keep if write_dir is None else 1,
+            self.checkpoint, str(Path(run_dir) / CHECKPOINT_DIR), max_to_keep=keep
         )
 
     @property
     def latest(self) -> str | None:
-        if self.write_dir is not None:
-            return latest_checkpoint_in(self.run_dir)
         return self.manager.latest_checkpoint
 
     def restore_latest(self) -> int:

@@ -11,10 +11,8 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +24,7 @@ import tensorflow as tf
 from keras import ops
 
 from affinegan_tf import config as config_module
-from affinegan_tf.checkpoints import CONFIG_FILE, TrainingCheckpoint, latest_checkpoint_in
+from affinegan_tf.checkpoints import CONFIG_FILE, TrainingCheckpoint
 from affinegan_tf.config import DataConfig, RunConfig, TrainConfig
 from affinegan_tf.errors import UserError
 
@@ -218,19 +216,23 @@ def distribution_strategy():
     return tf.distribute.get_strategy()
 
 
-def is_chief(strategy) -> bool:
-    """Whether this process writes the run folder (always, except non-chief multi-workers).
+def _refuse_multi_worker_fit(strategy) -> None:
+    """Keras 3's model.fit fails under MultiWorkerMirroredStrategy with several workers.
 
-    Under MultiWorkerMirroredStrategy the chief is task "chief" 0, or "worker" 0 when the
-    cluster has no "chief" task; the other workers train in lockstep but write nothing shared.
+    Measured here (TF 2.21, Keras 3.15, two workers on localhost): fit raises "Attempt to
+    convert a value ({... PerReplica ...}) to a Tensor" on the first batch; upstream:
+    keras-team/keras#20585, tensorflow/tensorflow#72388. Say so before any work is done.
     """
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+        return
+    cluster = resolver.cluster_spec().as_dict()
+    if sum(len(cluster.get(job, [])) for job in ("chief", "worker")) > 1:
+        raise UserError(
+            "TF_CONFIG describes several workers, but Keras 3's model.fit does not run under "
+            "MultiWorkerMirroredStrategy (keras-team/keras#20585). Train on one machine: "
+            "unset TF_CONFIG; several GPUs there are used through MirroredStrategy."
+        )
 
 
 def build_model(run_config: RunConfig, total_steps: int):
@@ -417,7 +419,6 @@ class _Runner:
         self.checkpoint: TrainingCheckpoint | None = None
         self.writer = None
         self.last_sample: Path | None = None
-        self.chief = True
 
     def write_scalars(self, step: int, values: dict) -> None:
         with self.writer.as_default(step=step):
@@ -426,8 +427,7 @@ class _Runner:
 
     def save(self, step: int) -> str:
         path = self.checkpoint.save()
-        if self.chief:
-            self.write_sample(step)
+        self.write_sample(step)
         return path
 
     def write_sample(self, step: int) -> None:
@@ -539,29 +539,15 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
     if run_config.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = distribution_strategy()
-    chief = is_chief(strategy)
-    if chief:
-        resuming = prepare_run_dir(run_dir, run_config, force)
-    else:
-        # The chief owns the run folder (shared storage); a worker reads its checkpoints and
-        # saves its own copies, which checkpointing needs from every worker, to a private
-        # folder that is deleted at the end.
-        resuming = (run_dir / CONFIG_FILE).is_file() or latest_checkpoint_in(run_dir) is not None
+    _refuse_multi_worker_fit(strategy)
+    resuming = prepare_run_dir(run_dir, run_config, force)
     with strategy.scope():
         model = build_model(run_config, total_steps)
     runner = _Runner(run_config, run_dir, training_set, total_steps)
     runner.model = model
-    runner.chief = chief
-    scratch = None if chief else Path(tempfile.mkdtemp(prefix="affinegan-worker-"))
-    runner.checkpoint = TrainingCheckpoint(
-        model, run_dir, keep=run_config.train.keep_checkpoints, write_dir=scratch
-    )
+    runner.checkpoint = TrainingCheckpoint(model, run_dir, keep=run_config.train.keep_checkpoints)
     runner.start_step = runner.checkpoint.restore_latest() if resuming else 0
-    runner.writer = (
-        tf.summary.create_file_writer(str(run_dir / "logs"))
-        if chief
-        else tf.summary.create_noop_writer()
-    )
+    runner.writer = tf.summary.create_file_writer(str(run_dir / "logs"))
     runner.sample_face = _sample_face(
         training_set,
         model_config.image_size,
@@ -613,9 +599,6 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
             "check the data for broken frames, or resume from that checkpoint."
         )
     path = runner.save(step)
-    if scratch is not None:
-        path = runner.checkpoint.latest  # the chief's copy; the worker's own is discarded
-        shutil.rmtree(scratch, ignore_errors=True)
     monitor._progress(step, runner.last_logs, final=True)
     if monitor.interrupted:
         _say(f"\nStopped at step {step}/{total_steps}; saved {path}. Rerun the command to resume.")

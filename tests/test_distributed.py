@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import dataclasses, json
@@ -72,3 +74,25 @@ def test_mirrored_step_equals_single_device_step():
     assert figures["update"] > 1e-4  # two SGD steps really moved the weights
     # Same update up to float32 reduction-order noise.
     assert figures["difference"] < 1e-4, figures
+
+
+def test_several_workers_are_refused_with_the_upstream_reason():
+    """Keras 3's fit fails under MultiWorkerMirroredStrategy; fit says so before any work."""
+    import types
+
+    import tensorflow as tf
+
+    from affinegan_tf.errors import UserError
+    from affinegan_tf.training import _refuse_multi_worker_fit
+
+    def strategy(workers, task_type="worker"):
+        spec = tf.train.ClusterSpec({"worker": [f"localhost:{2000 + i}" for i in range(workers)]})
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            spec, task_type=task_type, task_id=0
+        )
+        return types.SimpleNamespace(cluster_resolver=resolver)
+
+    with pytest.raises(UserError, match=r"keras-team/keras#20585.*unset TF_CONFIG"):
+        _refuse_multi_worker_fit(strategy(2))
+    _refuse_multi_worker_fit(strategy(1))  # one worker: nothing to refuse
+    _refuse_multi_worker_fit(tf.distribute.get_strategy())  # no cluster at all
