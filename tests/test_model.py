@@ -85,7 +85,11 @@ def test_mobile_preset_has_no_transposed_convolutions():
     generator.build()
     kinds = {type(layer).__name__ for layer in generator.decoder._flatten_layers()}
     assert "Conv2DTranspose" not in kinds
-    assert "UpSampling2D" in kinds
+    # Not UpSampling2D either (it lowers to 5-D Tile): a nearest resize doubles each level.
+    assert "UpSampling2D" not in kinds
+    layers = generator.decoder._flatten_layers()
+    blocks = [layer for layer in layers if type(layer).__name__ == "UpBlock"]
+    assert len(blocks) == 8 and all(block.resize for block in blocks)
 
 
 def test_dropout_blocks_follow_pix2pix_rule():
