@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import tempfile
 import time
@@ -26,43 +25,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from affinegan_tf.machine_load import OtherProcessesCpu  # noqa: E402
+
 PRESET_FOR_SIZE = {64: "tiny", 128: "small", 256: "paper"}
 NUM_INTENSITIES = 16
-
-
-def _cpu_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine from the first line of /proc/stat."""
-    with open("/proc/stat") as handle:
-        values = [int(value) for value in handle.readline().split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    total = sum(values[:8])
-    return total - idle, total
-
-
-def _own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def measure(function, repeats: int) -> dict:
     """Median wall time of `function()` after one warm-up call, and others' CPU use meanwhile."""
     function()
-    hertz = os.sysconf("SC_CLK_TCK")
-    busy_before, _ = _cpu_jiffies()
-    own_before, wall_before = _own_cpu_seconds(), time.perf_counter()
     times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    wall = time.perf_counter() - wall_before
-    busy_after, _ = _cpu_jiffies()
-    others = max((busy_after - busy_before) / hertz - (_own_cpu_seconds() - own_before), 0.0)
+    with OtherProcessesCpu() as load:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - start)
     median = statistics.median(times)
     return {
         "seconds_per_16_frames": round(median, 4),
         "frames_per_second": round(NUM_INTENSITIES / median, 2),
-        "other_processes_cpu_cores": round(others / wall, 3),
+        "other_processes_cpu_cores": None if load.cores is None else round(load.cores, 3),
     }
 
 

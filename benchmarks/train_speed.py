@@ -29,20 +29,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from affinegan_tf.machine_load import OtherProcessesCpu  # noqa: E402
+
 PRESET_FOR_SIZE = {64: "tiny", 128: "small", 256: "paper"}
-
-
-def _cpu_jiffies() -> int:
-    """Busy jiffies of the whole machine (first line of /proc/stat)."""
-    with open("/proc/stat") as handle:
-        values = [int(value) for value in handle.readline().split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values[:8]) - idle
-
-
-def _own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def conv_throughput() -> float:
@@ -92,16 +81,12 @@ def measure_one(size: int, local_d: str, steps: int, blocks: int) -> dict:
     gflop = step_gflop(model, batch)
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)
-    hertz = os.sysconf("SC_CLK_TCK")
-    busy_before, own_before = _cpu_jiffies(), _own_cpu_seconds()
-    wall_started = time.perf_counter()
     rates = []
-    for _ in range(blocks):
-        started = time.perf_counter()
-        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-        rates.append(steps / (time.perf_counter() - started))
-    wall = time.perf_counter() - wall_started
-    others = max((_cpu_jiffies() - busy_before) / hertz - (_own_cpu_seconds() - own_before), 0)
+    with OtherProcessesCpu() as load:
+        for _ in range(blocks):
+            started = time.perf_counter()
+            model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+            rates.append(steps / (time.perf_counter() - started))
     rate = statistics.median(rates)
     figures = {
         "benchmark": "train_speed",
@@ -114,7 +99,7 @@ def measure_one(size: int, local_d: str, steps: int, blocks: int) -> dict:
         "peak_memory_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
         "conv_gflops": round(gflops_conv, 1),
         "gflop_per_step": None if gflop is None else round(gflop, 2),
-        "other_processes_cpu_cores": round(others / wall, 3),
+        "other_processes_cpu_cores": None if load.cores is None else round(load.cores, 3),
         "threads": len(os.sched_getaffinity(0)),
         "tensorflow": tf.__version__,
     }

@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from affinegan_tf.errors import UserError
+from affinegan_tf.machine_load import OtherProcessesCpu
 
 VARIANTS = {
     "affine": {"intensity": "affine", "intensity_discriminator": True},
@@ -85,17 +85,6 @@ def _code_version() -> str | None:
     return commit + ("+changes" if dirty else "")
 
 
-def _busy_cpu_seconds() -> tuple[float, float]:
-    """(CPU seconds the whole machine has been busy, CPU seconds of this process) so far."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        busy = float("nan")
-    return busy, time.process_time()
-
-
 def variant_config(
     name: str,
     data_dir: str | Path,
@@ -149,19 +138,18 @@ def train_variant(name: str, data_dir: Path, run_dir: Path, **settings) -> dict:
     config = variant_config(name, data_dir, **settings)
     record_path = Path(run_dir) / TRAINING_RECORD
     fresh_names()
-    started, (busy, own) = time.monotonic(), _busy_cpu_seconds()
-    result = fit(config, run_dir)
-    seconds = time.monotonic() - started
-    busy_after, own_after = _busy_cpu_seconds()
+    with OtherProcessesCpu() as load:
+        result = fit(config, run_dir)
+    seconds = load.seconds
     if not result.logs and record_path.is_file():  # nothing was trained: the run was reused
         return {**json.loads(record_path.read_text()), "reused": True}
-    share = ((busy_after - busy) - (own_after - own)) / seconds if seconds > 1 else None
+    share = load.cores if seconds > 1 else None
     record = {
         "steps": result.step,
         "train_seconds": round(seconds, 1),
         "steps_per_second": round(result.step / seconds, 2) if seconds > 0 else None,
         # Other processes' CPU use during training, in cores (the machine is shared).
-        "other_processes_cores": None if share is None else round(max(share, 0.0), 2),
+        "other_processes_cores": None if share is None else round(share, 2),
     }
     if result.step >= config.train.steps and not result.interrupted:
         record_path.write_text(json.dumps(record))
