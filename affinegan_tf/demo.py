@@ -120,10 +120,13 @@ def run_demo(
 ) -> dict:
     """Runs the demo end to end; returns a summary (also printed)."""
     from affinegan_tf.checkpoints import load_model
-    from affinegan_tf.data.pixels import to_model_range
     from affinegan_tf.data.video import read_frames, square_resize
     from affinegan_tf.evaluation import metrics
-    from affinegan_tf.evaluation.curves import intensity_curve
+    from affinegan_tf.evaluation.curves import (
+        infer_frame_intensities,
+        intensity_curve,
+        read_video_frames,
+    )
     from affinegan_tf.evaluation.evaluate import read_true_intensities
     from affinegan_tf.export.exporter import export_model
     from affinegan_tf.generation import generate_frames, intensity_sweep, write_animation
@@ -182,8 +185,8 @@ def run_demo(
         if video.name not in truth:
             continue
         kind, true_values = truth[video.name]
-        frames = to_model_range(square_resize(read_frames(video), size))
-        inferred = model.infer_intensities(frames[:1], frames[1:]).numpy()
+        frames, _ = read_video_frames(video, size)
+        inferred = infer_frame_intensities(model, frames[0], frames[1:])
         true = np.asarray([true_values[index] for index in range(1, len(frames))])
         per_video.append((kind, metrics.spearman(inferred, true)))
     by_kind = metrics.spearman_by_kind(per_video)

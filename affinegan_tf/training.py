@@ -455,8 +455,8 @@ class _Runner:
         Each video's frames (up to RANGE_FRAMES, evenly spaced) are taken relative to its own
         first frame. None for temporal labels, which have no estimator.
         """
-        from affinegan_tf.data.pixels import to_model_range
         from affinegan_tf.data.video import square_resize
+        from affinegan_tf.evaluation.curves import infer_frame_intensities
 
         if self.config.model.intensity == "temporal":
             return None
@@ -465,10 +465,8 @@ class _Runner:
         for index in np.linspace(0, len(videos) - 1, min(RANGE_VIDEOS, len(videos))).astype(int):
             frames = videos[index]
             chosen = np.unique(np.linspace(0, len(frames) - 1, RANGE_FRAMES).astype(int))
-            faces = to_model_range(
-                square_resize(np.asarray(frames[chosen]), self.config.model.image_size)
-            )
-            values.append(self.model.infer_intensities(faces[:1], faces[1:]).numpy())
+            faces = square_resize(np.asarray(frames[chosen]), self.config.model.image_size)
+            values.append(infer_frame_intensities(self.model, faces[0], faces[1:]))
         return np.concatenate(values)
 
     def write_intensity_range(self, step: int, intensities: np.ndarray | None) -> None:
