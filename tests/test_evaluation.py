@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 
 from affinegan_tf.errors import UserError
 from affinegan_tf.evaluation import metrics
@@ -210,15 +208,12 @@ def test_frames_without_a_face_are_counted_in_the_report(trained_run, toy_data, 
     blank = sorted(video.iterdir())[5]
     cv2.imwrite(str(blank), np.zeros((64, 64, 3), np.uint8))
     out_dir = tmp_path / "report"
-    result = subprocess.run(
-        [sys.executable, "-m", "affinegan_tf", "evaluate", "--model", str(trained_run)]
-        + ["--data", str(videos), "--out", str(out_dir), "--json"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    result = run_cli(
+        *("evaluate", "--model", str(trained_run), "--data", str(videos)),
+        *("--out", str(out_dir), "--json"),
+        cwd=tmp_path,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     printed = json.loads(result.stdout)
     assert printed == json.loads((out_dir / "metrics.json").read_text())
     assert printed["videos"] == 1 and printed["intensity"] is None  # no intensities.csv here
@@ -232,16 +227,13 @@ def test_frames_without_a_face_are_counted_in_the_report(trained_run, toy_data, 
 
 
 def test_intensity_cli_prints_json(trained_run, toy_data, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "affinegan_tf", "intensity", "--model", str(trained_run)]
-        + ["--video", str(held_out(toy_data, "shuffled")), "--json"]
-        + ["--plot", str(tmp_path / "plot.png")],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    result = run_cli(
+        *("intensity", "--model", str(trained_run)),
+        *("--video", str(held_out(toy_data, "shuffled")), "--json"),
+        *("--plot", str(tmp_path / "plot.png")),
+        cwd=tmp_path,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     curve = json.loads(result.stdout)
     assert [sorted(point) for point in curve] == [["frame", "intensity"]] * 16
     assert curve[0] == {"frame": 0, "intensity": pytest.approx(0.0, abs=1e-6)}
