@@ -25,6 +25,7 @@ LOAD_SIZE_RATIO = 286 / 256
 
 UPSAMPLE_MODES = ("transpose", "resize")
 INTENSITY_MODES = ("affine", "mlp", "temporal")
+INTENSITY_FORMULAS = ("paper", "authors_code")
 LOCAL_D_MODES = ("auto", "on", "off")
 
 
@@ -43,6 +44,8 @@ class ModelConfig:
         dropout: Dropout rate of the decoder blocks right after the innermost one (training only).
         intensity: "affine" (the method), "mlp" (a small network regresses intensity from the
             image; the paper's ablation) or "temporal" (a_t = t / T from frame position, FAN-style).
+        intensity_formula: The affine mode's projection: "paper" (|<f_t - f_0, f_d>| /
+            (<f_d, f_d> + eps)) or "authors_code" (divided by |f_d| + eps instead).
         intensity_discriminator: Whether the intensity discriminator D_a is trained and used.
         local_discriminator: "auto" (on exactly when the data set has masks), "on" or "off".
         num_targets: K, target frames drawn per training sample.
@@ -55,6 +58,7 @@ class ModelConfig:
     noise_std: float = 0.01
     dropout: float = 0.5
     intensity: str = "affine"
+    intensity_formula: str = "paper"
     intensity_discriminator: bool = True
     local_discriminator: str = "auto"
     num_targets: int = 5
@@ -67,6 +71,11 @@ class ModelConfig:
             raise UserError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}.")
         if self.intensity not in INTENSITY_MODES:
             raise UserError(f"intensity must be one of {INTENSITY_MODES}, got {self.intensity!r}.")
+        if self.intensity_formula not in INTENSITY_FORMULAS:
+            raise UserError(
+                f"intensity_formula must be one of {INTENSITY_FORMULAS}, "
+                f"got {self.intensity_formula!r}."
+            )
         if self.local_discriminator not in LOCAL_D_MODES:
             raise UserError(
                 f"local_discriminator must be one of {LOCAL_D_MODES}, "

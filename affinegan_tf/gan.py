@@ -2,12 +2,14 @@
 
 One training step, per batch of B videos with K target frames each:
 1. Generator forward (under the generator's tape): encode the B neutral frames with E0 and Ed and
-   the B*K targets with E0, infer a_t per target, decode the B*K fakes G(I0, a_t) and the B*K
-   reconstructions De(E0(I_t)) in one decoder call.
+   the B*K targets with E0, infer a_t per target (intensity.IntensityEstimator), decode the B*K
+   fakes G(I0, a_t) and the B*K reconstructions De(E0(I_t)) in one decoder call.
 2. Discriminator update (own tape, own optimiser, fakes detached): global PatchGAN, local mouth
    PatchGAN when masks are used, intensity discriminator D_a.
 3. Generator update (own optimiser) with the losses of AFFINEGAN.md, judged by the updated D.
 The generator forward is shared by steps 2 and 3, as in pix2pix, so it runs once per step.
+A NaN or Inf in any logged term is recorded in graph (nonfinite.NonFiniteWatch), so that no one
+has to read the losses on the host every step.
 """
 
 from __future__ import annotations
@@ -19,19 +21,15 @@ import tensorflow as tf
 from keras import ops
 
 from affinegan_tf.config import LossWeights, ModelConfig
-from affinegan_tf.intensity import infer_intensity
+from affinegan_tf.intensity import IntensityEstimator
 from affinegan_tf.losses import (
     accuracy,
     discriminator_loss,
     generator_adversarial_loss,
     mean_absolute_error,
 )
-from affinegan_tf.networks import (
-    AffineGenerator,
-    IntensityDiscriminator,
-    IntensityRegressor,
-    PatchDiscriminator,
-)
+from affinegan_tf.networks import AffineGenerator, IntensityDiscriminator, PatchDiscriminator
+from affinegan_tf.nonfinite import NonFiniteWatch
 
 METRIC_NAMES = (
     "g_total",
@@ -87,16 +85,18 @@ class AffineGAN(keras.Model):
             if use_local_discriminator
             else None
         )
-        uses_intensity_d = config.intensity_discriminator and config.intensity != "temporal"
+        self.intensity_estimator = IntensityEstimator(config, self.generator)
+        # The mlp regressor stays an attribute of the model: its checkpoint keys are
+        # affinegan/intensity_regressor/... as in every earlier run.
+        self.intensity_regressor = self.intensity_estimator.regressor
+        uses_intensity_d = config.intensity_discriminator and self.intensity_estimator.reads_images
         self.intensity_discriminator = (
             IntensityDiscriminator(config.num_targets, name="intensity_discriminator")
             if uses_intensity_d
             else None
         )
-        self.intensity_regressor = (
-            IntensityRegressor(name="intensity_regressor") if config.intensity == "mlp" else None
-        )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self.nonfinite_watch = NonFiniteWatch(METRIC_NAMES)
 
     # ------------------------------------------------------------------------- setup
 
@@ -109,9 +109,7 @@ class AffineGAN(keras.Model):
             self.local_discriminator(pair)
         if self.intensity_discriminator is not None:
             self.intensity_discriminator(ops.zeros((1, targets)))
-        if self.intensity_regressor is not None:
-            bottleneck = ops.zeros((1, 1, 1, self.config.encoder_channels()[-1]))
-            self.intensity_regressor(bottleneck, bottleneck)
+        self.intensity_estimator.build((1, 1, self.config.encoder_channels()[-1]))
         self.built = True
 
     def compile(
@@ -158,18 +156,6 @@ class AffineGAN(keras.Model):
 
     # ------------------------------------------------------------------------- intensity
 
-    def _intensities(self, neutral_base, target_bottleneck, delta_bottleneck, positions):
-        """Inferred intensity per target, [B*K]; the three modes of the ablation study."""
-        repeats = self.config.num_targets
-        if self.config.intensity == "temporal":
-            return ops.reshape(ops.cast(positions, "float32"), (-1,))
-        neutral_bottleneck = ops.repeat(neutral_base, repeats, axis=0)
-        if self.config.intensity == "mlp":
-            return self.intensity_regressor(neutral_bottleneck, target_bottleneck)
-        return infer_intensity(
-            neutral_bottleneck, target_bottleneck, ops.repeat(delta_bottleneck, repeats, axis=0)
-        )
-
     def infer_intensities(self, neutral, frames):
         """Intensity of each frame relative to a neutral frame (inference, no gradients).
 
@@ -180,16 +166,7 @@ class AffineGAN(keras.Model):
         Returns:
             [N] float32 intensities.
         """
-        if self.config.intensity == "temporal":
-            raise ValueError("a model trained with temporal labels has no intensity estimator")
-        neutral_base = self.generator.base_encoder(neutral)[-1]
-        delta = self.generator.delta_encoder(neutral)[-1]
-        count = ops.shape(frames)[0]
-        target = self.generator.base_encoder(frames)[-1]
-        neutral_repeated = ops.repeat(neutral_base, count, axis=0)
-        if self.config.intensity == "mlp":
-            return self.intensity_regressor(neutral_repeated, target)
-        return infer_intensity(neutral_repeated, target, ops.repeat(delta, count, axis=0))
+        return self.intensity_estimator.from_images(neutral, frames)
 
     # ------------------------------------------------------------------------- training
 
@@ -206,17 +183,17 @@ class AffineGAN(keras.Model):
         target_base = [features[count:] for features in base_all]
         delta = self.generator.delta_encoder(neutral)
 
-        intensities = self._intensities(
-            neutral_base[-1], target_base[-1], delta[-1], batch.get("target_positions")
-        )
-        # The generator sees a_t as a constant; only D_a's loss pulls gradients through it.
-        decode_intensities = (
-            intensities if self.config.intensity == "mlp" else ops.stop_gradient(intensities)
+        target_bottleneck = target_base[-1]
+        intensities = self.intensity_estimator.from_bottlenecks(
+            neutral_base[-1],
+            ops.reshape(target_bottleneck, (-1, repeats, *target_bottleneck.shape[1:])),
+            delta[-1],
+            batch.get("target_positions"),
         )
         combined = self.generator.combine(
             [ops.repeat(features, repeats, axis=0) for features in neutral_base],
             [ops.repeat(features, repeats, axis=0) for features in delta],
-            decode_intensities,
+            ops.reshape(self.intensity_estimator.for_decoder(intensities), (-1,)),
             training=training,
         )
         # Fakes and reconstructions De(E0(I_t)) in one decoder call.
@@ -234,7 +211,7 @@ class AffineGAN(keras.Model):
             masks=masks,
             fakes=decoded[:total],
             reconstructions=decoded[total:],
-            intensities=ops.reshape(intensities, (-1, repeats)),
+            intensities=intensities,
         )
 
     def _scaled(self, optimizer, loss):
@@ -338,4 +315,5 @@ class AffineGAN(keras.Model):
         logs["intensity_std"] = ops.std(intensities)
         for name, value in logs.items():
             self.trackers[name].update_state(value)
+        self.nonfinite_watch.update_state(self.step, logs)
         return {name: self.trackers[name].result() for name in logs}
