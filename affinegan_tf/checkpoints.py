@@ -13,9 +13,8 @@ import tensorflow as tf
 
 from affinegan_tf.config import RunConfig
 from affinegan_tf.errors import UserError
-
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
+from affinegan_tf.gan import AffineGAN
+from affinegan_tf.run_folder import CHECKPOINT_DIR, CONFIG_FILE, is_run_folder
 
 
 def _key(path: str) -> str:
@@ -70,7 +69,7 @@ class TrainingCheckpoint:
 def latest_checkpoint(run_dir: str | Path) -> str:
     """Path prefix of the newest checkpoint of a run folder, or a UserError saying what is wrong."""
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
+    if not is_run_folder(run_dir):
         raise UserError(
             f"{run_dir} is not a training run folder (no {CONFIG_FILE}). Pass the folder that "
             "`affinegan-tf fit --out` wrote, or an exported model."
@@ -95,8 +94,6 @@ def load_model(run_dir: str | Path, checkpoint: str | None = None):
     Returns:
         (model, run_config). The model is built and restored; only the model's variables are read.
     """
-    from affinegan_tf.gan import AffineGAN
-
     run_dir = Path(run_dir)
     prefix = checkpoint or latest_checkpoint(run_dir)
     config = RunConfig.load(run_dir / CONFIG_FILE)

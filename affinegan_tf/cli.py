@@ -1,7 +1,8 @@
 """The `affinegan-tf` command: parse flags, call one library function, print the result.
 
-Each subcommand imports its module only when it runs, so `affinegan-tf --help` is instant and a
-command that does not need TensorFlow does not load it.
+Each subcommand imports its module inside its handler, on purpose: `affinegan-tf --help` stays
+instant and a command that does not need TensorFlow does not load it. (Elsewhere in the package
+imports are at the top of the module.)
 """
 
 from __future__ import annotations
@@ -79,11 +80,12 @@ def _inspect_data(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from affinegan_tf.training import fit_from_flags
+    from affinegan_tf.recipes import config_from_flags
+    from affinegan_tf.run_folder import default_run_dir
+    from affinegan_tf.training import fit
 
-    result = fit_from_flags(
+    run_config = config_from_flags(
         data=args.data,
-        out=args.out,
         pipeline=args.pipeline,
         preset_name=args.preset,
         epochs=args.epochs,
@@ -98,8 +100,9 @@ def _fit(args: argparse.Namespace) -> int:
         intensity=args.intensity,
         intensity_discriminator=args.intensity_discriminator,
         strict=args.strict,
-        force=args.force,
     )
+    run_dir = args.out or default_run_dir(args.data)
+    result = fit(run_config, run_dir, force=args.force)
     return 130 if result.interrupted else 0
 
 
@@ -176,7 +179,8 @@ def _intensity(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from affinegan_tf.evaluation.evaluate import evaluate_model, format_report
+    from affinegan_tf.evaluation.evaluate import evaluate_model
+    from affinegan_tf.evaluation.report import format_report
 
     report = evaluate_model(model_path=args.model, data_dir=args.data, out_dir=args.out)
     if args.json:

@@ -15,9 +15,26 @@ from pathlib import Path
 
 import numpy as np
 
-from affinegan_tf.checkpoints import CONFIG_FILE
-from affinegan_tf.config import RunConfig
+from affinegan_tf.animation import write_animation
+from affinegan_tf.checkpoints import load_model
+from affinegan_tf.config import RunConfig, replace
+from affinegan_tf.data.synthetic import write_toy_dataset
+from affinegan_tf.data.video import read_frames, square_resize
 from affinegan_tf.errors import UserError, missing_modules
+from affinegan_tf.evaluation import metrics
+from affinegan_tf.evaluation.curves import (
+    infer_frame_intensities,
+    intensity_curve,
+    read_video_frames,
+)
+from affinegan_tf.evaluation.evaluate import read_true_intensities
+from affinegan_tf.export.exporter import export_model
+from affinegan_tf.generation import intensity_sweep
+from affinegan_tf.recipes import resolve_config
+from affinegan_tf.rendering import generate_frames
+from affinegan_tf.run_folder import CONFIG_FILE, is_run_folder, read_intensity_range
+from affinegan_tf.speed import measure_steps_per_second
+from affinegan_tf.training import fit
 
 TOY_VIDEOS = 48
 TOY_SIZE = 64
@@ -34,8 +51,6 @@ def _say(message: str) -> None:
 
 
 def _toy_data(out_dir: Path, expression: str, seed: int) -> Path:
-    from affinegan_tf.data.synthetic import write_toy_dataset
-
     data_dir = out_dir / "data"
     if (data_dir / "intensities.csv").is_file():
         _say(f"[1/6] Reusing the synthetic data set in {data_dir}")
@@ -48,11 +63,8 @@ def _toy_data(out_dir: Path, expression: str, seed: int) -> Path:
 
 
 def _train(out_dir: Path, data_dir: Path, minutes: float, seed: int, steps: int | None):
-    from affinegan_tf.config import replace
-    from affinegan_tf.training import fit, measure_steps_per_second, resolve_config
-
     run_dir = out_dir / "run"
-    if (run_dir / CONFIG_FILE).is_file():
+    if is_run_folder(run_dir):
         previous = RunConfig.load(run_dir / CONFIG_FILE)
         _say(f"[2/6] Found the run in {run_dir}: resuming or reusing it (not retraining).")
         return fit(previous, run_dir)
@@ -101,8 +113,6 @@ def apex_intensity(run_dir: Path) -> float:
     sample to Uniform(0, 1), not the apex of each video. A 0..1 sweep can then show only part
     of the expression, so the demo sweeps to what training frames actually reached.
     """
-    from affinegan_tf.export.exporter import read_intensity_range
-
     seen = read_intensity_range(run_dir) or {}
     return round(max(1.0, float(seen.get("p95", 1.0))) * 20) / 20
 
@@ -119,18 +129,6 @@ def run_demo(
     steps: int | None = None,
 ) -> dict:
     """Runs the demo end to end; returns a summary (also printed)."""
-    from affinegan_tf.checkpoints import load_model
-    from affinegan_tf.data.video import read_frames, square_resize
-    from affinegan_tf.evaluation import metrics
-    from affinegan_tf.evaluation.curves import (
-        infer_frame_intensities,
-        intensity_curve,
-        read_video_frames,
-    )
-    from affinegan_tf.evaluation.evaluate import read_true_intensities
-    from affinegan_tf.export.exporter import export_model
-    from affinegan_tf.generation import generate_frames, intensity_sweep, write_animation
-
     started = time.monotonic()
     out_dir = Path(out_dir)
     if minutes <= 0:

@@ -26,3 +26,10 @@ def replace_folder(finished: Path, target: Path) -> None:
         raise
     finally:
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes a small text file under a temporary name, then renames it over `path`."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)

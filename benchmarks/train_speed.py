@@ -70,7 +70,8 @@ def measure_one(size: int, local_d: str, steps: int, blocks: int) -> dict:
     import tensorflow as tf
 
     from affinegan_tf.config import RunConfig, preset, replace
-    from affinegan_tf.training import build_model, random_batch
+    from affinegan_tf.speed import random_batch
+    from affinegan_tf.training import build_model
 
     tf.config.optimizer.set_experimental_options({"remapping": False})
     model_config = replace(preset(PRESET_FOR_SIZE[size]), local_discriminator=local_d)

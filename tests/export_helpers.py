@@ -38,9 +38,10 @@ def write_run_folder(run_dir: Path, preset_name: str = "tiny", **model_changes) 
     """A training run folder (config.json + one checkpoint) of an untrained model."""
     import keras
 
-    from affinegan_tf.checkpoints import CONFIG_FILE, TrainingCheckpoint
+    from affinegan_tf.checkpoints import TrainingCheckpoint
     from affinegan_tf.config import PRESETS, RunConfig
     from affinegan_tf.gan import AffineGAN
+    from affinegan_tf.run_folder import CONFIG_FILE
 
     model_config = dataclasses.replace(
         PRESETS[preset_name], local_discriminator="off", **model_changes

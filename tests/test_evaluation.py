@@ -37,7 +37,8 @@ def fresh_names() -> None:
 @pytest.fixture(scope="session")
 def trained_run(toy_data, tmp_path_factory) -> Path:
     """The tiny preset trained for a few dozen steps on the toy set through training.fit."""
-    from affinegan_tf.training import fit, resolve_config
+    from affinegan_tf.recipes import resolve_config
+    from affinegan_tf.training import fit
 
     config = resolve_config(
         str(toy_data),

@@ -134,7 +134,7 @@ def test_mlp_regresses_intensity_with_a_network_whose_weights_train(trained, sma
 
 def test_temporal_uses_frame_positions_and_has_no_intensity_estimator(trained, small_toy):
     from affinegan_tf.evaluation.curves import infer_frame_intensities
-    from affinegan_tf.evaluation.evaluate import evaluate_video
+    from affinegan_tf.evaluation.scoring import evaluate_video
 
     _, result, model, prefixes = trained["temporal"]
     assert model.intensity_discriminator is None and model.intensity_regressor is None

@@ -15,12 +15,12 @@ from affinegan_tf.errors import UserError
 from affinegan_tf.export.backends import load_backend
 from affinegan_tf.generation import (
     generate_files,
-    generate_frames,
     intensity_sweep,
     plan_outputs,
     read_photo,
     resolve_intensities,
 )
+from affinegan_tf.rendering import generate_frames
 
 INTENSITIES = [0.0, 0.5, 1.0, 1.5]
 

@@ -16,11 +16,19 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import keras
+import tensorflow as tf
+
+from affinegan_tf.data.synthetic import write_toy_dataset
 from affinegan_tf.errors import UserError
+from affinegan_tf.evaluation.evaluate import evaluate_model
 from affinegan_tf.machine_load import OtherProcessesCpu
+from affinegan_tf.recipes import resolve_config
+from affinegan_tf.training import fit
 
 VARIANTS = {
     "affine": {"intensity": "affine", "intensity_discriminator": True},
@@ -41,8 +49,6 @@ DEFAULT_TEST_VIDEOS = 24
 
 def machine() -> dict:
     """What the numbers were measured on."""
-    import tensorflow as tf
-
     model_name = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -62,8 +68,6 @@ def machine() -> dict:
 
 def _code_version() -> str | None:
     """The git commit of the package (with "+changes" when the tree differs), if in a checkout."""
-    import subprocess
-
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
@@ -94,8 +98,6 @@ def variant_config(
     preset_name: str = "tiny",
 ):
     """The RunConfig of one variant: the preset plus the variant's two switches."""
-    from affinegan_tf.training import resolve_config
-
     if name not in VARIANTS:
         raise UserError(f"Unknown ablation variant {name!r}; choose from {', '.join(VARIANTS)}.")
     return resolve_config(
@@ -119,8 +121,6 @@ def fresh_names() -> None:
     run folder loads back only where the loading model gets the name the saving one had. Several
     runs in one process therefore restart the names before each fit and each load.
     """
-    import keras
-
     keras.backend.clear_session()
 
 
@@ -133,8 +133,6 @@ def train_variant(name: str, data_dir: Path, run_dir: Path, **settings) -> dict:
     The timing of a finished training is kept in `<run>/ablation_training.json`, so a rerun that
     reuses the run (to re-evaluate it) still reports how long training took.
     """
-    from affinegan_tf.training import fit
-
     config = variant_config(name, data_dir, **settings)
     record_path = Path(run_dir) / TRAINING_RECORD
     fresh_names()
@@ -294,9 +292,6 @@ def run_ablations(
         seed: Seed of the data set and of every run.
         variants: Subset of VARIANTS, in order; None runs all four.
     """
-    from affinegan_tf.data.synthetic import write_toy_dataset
-    from affinegan_tf.evaluation.evaluate import evaluate_model
-
     names = list(variants or VARIANTS)
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from affinegan_tf.checkpoints import load_model
+from affinegan_tf.data import video as video_io
 from affinegan_tf.errors import UserError
-
-# Frames sent through the encoder at once (bounds memory on long clips).
-INFERENCE_BATCH = 32
+from affinegan_tf.evaluation.plots import line_plot, write_png
+from affinegan_tf.run_folder import CONFIG_FILE, is_run_folder
 
 
 def load_trained_model(model_path: str | Path):
@@ -27,14 +28,12 @@ def load_trained_model(model_path: str | Path):
     Returns:
         (model, run_config).
     """
-    from affinegan_tf.checkpoints import CONFIG_FILE, load_model
-
     path = Path(model_path)
     if not path.exists():
         raise UserError(
             f"Model {path} does not exist. Pass the run folder `affinegan-tf fit` wrote."
         )
-    if path.is_file() or not (path / CONFIG_FILE).is_file():
+    if path.is_file() or not is_run_folder(path):
         raise UserError(
             f"{path} is not a training run folder (no {CONFIG_FILE}). Intensity inference and "
             "evaluation need the encoders, which exported models do not include: pass the run "
@@ -52,8 +51,6 @@ def read_video_frames(video: str | Path, image_size: int) -> tuple[np.ndarray, l
     Returns:
         (uint8 [T, S, S, 3], a name per frame: file names for folders, "frame N" for videos).
     """
-    from affinegan_tf.data import video as video_io
-
     path = Path(video)
     if path.is_dir():
         files = video_io.list_frame_files(path)
@@ -76,8 +73,6 @@ def read_video_frames(video: str | Path, image_size: int) -> tuple[np.ndarray, l
 
 
 def _neutral_frame(neutral: str | Path | None, frames: np.ndarray, image_size: int) -> np.ndarray:
-    from affinegan_tf.data.video import read_image, square_resize
-
     if neutral is None:
         return frames[0]
     text = str(neutral)
@@ -86,11 +81,11 @@ def _neutral_frame(neutral: str | Path | None, frames: np.ndarray, image_size: i
         if index >= len(frames):
             raise UserError(f"--neutral {index}: the video has only {len(frames)} frames.")
         return frames[index]
-    return square_resize(read_image(text), image_size)
+    return video_io.square_resize(video_io.read_image(text), image_size)
 
 
 def infer_frame_intensities(model, neutral: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """Inferred intensity of each frame relative to `neutral`.
+    """Inferred intensity of each frame relative to `neutral` (the model's IntensityEstimator).
 
     Args:
         model: A trained AffineGAN (intensity "affine" or "mlp").
@@ -100,23 +95,13 @@ def infer_frame_intensities(model, neutral: np.ndarray, frames: np.ndarray) -> n
     Returns:
         float32 [N].
     """
-    from affinegan_tf.data.pixels import to_model_range
-
-    if model.config.intensity == "temporal":
+    estimator = model.intensity_estimator
+    if not estimator.reads_images:
         raise UserError(
             "This model was trained with temporal labels (intensity = temporal, a_t = t / T): it "
             "has no intensity estimator. Use a model trained with --intensity affine or mlp."
         )
-    neutral_input = to_model_range(neutral[np.newaxis])
-    values = [
-        np.asarray(
-            model.infer_intensities(
-                neutral_input, to_model_range(frames[start : start + INFERENCE_BATCH])
-            )
-        )
-        for start in range(0, len(frames), INFERENCE_BATCH)
-    ]
-    return np.concatenate(values).astype(np.float32).reshape(-1)
+    return estimator.from_frames(neutral, frames)
 
 
 def intensity_curve(
@@ -143,8 +128,6 @@ def intensity_curve(
     intensities = infer_frame_intensities(model, neutral_frame, frames)
     curve = [{"frame": index, "intensity": float(value)} for index, value in enumerate(intensities)]
     if plot_path is not None:
-        from affinegan_tf.evaluation.plots import line_plot, write_png
-
         title = f"Inferred intensity: {Path(video).name}"
         image = line_plot(range(len(curve)), intensities, title, "frame", "intensity")
         write_png(image, plot_path)

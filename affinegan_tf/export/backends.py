@@ -4,6 +4,9 @@ Every backend takes the same input (a uint8 RGB face) and returns the same outpu
 [N, S, S, 3] frames). The float formats (TFLite, ONNX) get the face resized by
 `signature.resize_to_model`, the function the SavedModel runs inside its graph, so all backends see
 the same pixels and agree within the export tolerances.
+
+Each backend imports its modules inside the function that loads it, on purpose: an optional
+runtime (LiteRT, ONNX Runtime) is needed only by the formats that use it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from affinegan_tf.errors import UserError, require_extra
+from affinegan_tf.run_folder import is_run_folder
 
 MANIFEST_FILE = "manifest.json"
 MODEL_KINDS = ("keras", "saved_model", "tflite", "onnx")
@@ -268,9 +272,7 @@ def load_backend(model_path: str | Path, num_threads: int | None = None) -> Back
     versions = _saved_model_versions(path)
     if versions:
         return _saved_model_backend(versions[-1], _manifest_above(versions[-1]))
-    from affinegan_tf.checkpoints import CONFIG_FILE
-
-    if (path / CONFIG_FILE).is_file():
+    if is_run_folder(path):
         return _keras_backend(path)
     raise UserError(
         f"{path} is not a model folder: no config.json (training run), manifest.json (export) "

@@ -22,10 +22,10 @@ from affinegan_tf.config import PIXEL_OFFSET, PIXEL_SCALE
 from affinegan_tf.errors import UserError, require_extra
 from affinegan_tf.export.backends import MANIFEST_FILE
 from affinegan_tf.files import replace_folder
+from affinegan_tf.run_folder import INTENSITY_RANGE_FILE, read_intensity_range
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 _FORMAT_ALIASES = {"saved_model": "savedmodel", "savedmodel": "savedmodel", "tflite": "tflite"}
-INTENSITY_RANGE_FILE = "intensity_range.json"
 
 # Max abs difference from the Keras generator on the [-1, 1] scale (uint8 levels for SavedModel).
 TOLERANCES = {
@@ -92,17 +92,6 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def read_intensity_range(run_dir: Path) -> dict | None:
-    """`<run>/intensity_range.json` (the intensities inferred on the training data), if written."""
-    path = Path(run_dir) / INTENSITY_RANGE_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise UserError(f"Cannot read {path}: {error}.") from None
 
 
 # ----------------------------------------------------------------------------- parity

@@ -1,7 +1,7 @@
-"""The one definition of `generate(image, intensities) -> frames`, used by every format.
+"""The export signatures: `generate(image, intensities) -> frames` in the form each format takes.
 
-Python generation, sample GIFs during training, the SavedModel signatures, the TFLite models and
-the ONNX graphs are all traced from the functions here, so they cannot drift apart.
+Every signature here is traced from `affinegan_tf.rendering` (encode once, decode many), the same
+functions Python generation and the sample GIFs of training use, so they cannot drift apart.
 
 Two families of entry points:
 - uint8 at the edges (`make_generate`, `make_generate_batch`): any image size, resized inside the
@@ -20,6 +20,13 @@ import tensorflow as tf
 from affinegan_tf.config import PIXEL_OFFSET, PIXEL_SCALE
 from affinegan_tf.data.pixels import to_model_range, to_uint8
 from affinegan_tf.networks import AffineGenerator
+from affinegan_tf.rendering import (
+    decode_features,
+    encode_face,
+    generate_frames_from_model_range,
+    resize_to_model,
+)
+from affinegan_tf.rendering import make_generate as make_generate
 
 # Bumped whenever the files or the I/O of an export change; `generate` refuses other versions.
 EXPORT_FORMAT_VERSION = 1
@@ -27,17 +34,6 @@ EXPORT_FORMAT_VERSION = 1
 # Unit range [0, 1] <-> model range [-1, 1], from the one pixel normalisation in config.py:
 # a pixel p is p / 255 in unit range and p / PIXEL_SCALE - PIXEL_OFFSET in model range.
 _UNIT_TO_PIXELS = 2.0 * PIXEL_SCALE
-
-
-def resize_to_model(image, image_size: int) -> tf.Tensor:
-    """uint8 [H, W, 3] or [B, H, W, 3] -> float32 [.., S, S, 3] in [-1, 1] (bilinear, antialiased).
-
-    Inputs already at the model size pass through unchanged (no resampling).
-    """
-    values = to_model_range(image)
-    if values.shape[-3] == image_size and values.shape[-2] == image_size:
-        return values
-    return tf.image.resize(values, (image_size, image_size), method="bilinear", antialias=True)
 
 
 def unit_to_model_range(values) -> tf.Tensor:
@@ -48,60 +44,6 @@ def unit_to_model_range(values) -> tf.Tensor:
 def model_range_to_unit(values) -> tf.Tensor:
     """float [-1, 1] images -> float32 [0, 1] (the mobile formats' output; not clipped)."""
     return (tf.cast(values, tf.float32) + PIXEL_OFFSET) * (PIXEL_SCALE / _UNIT_TO_PIXELS)
-
-
-def encode_face(generator: AffineGenerator, face):
-    """Both encoders on one face: (base_features, delta_features), one tensor per U-Net level."""
-    return generator.encode(face)
-
-
-def decode_features(generator: AffineGenerator, base_features, delta_features, intensities):
-    """Frames for N intensities from one encoding, decoded as one batch, inference mode.
-
-    Args:
-        generator: The trained generator.
-        base_features: E0 features from `encode_face`, batch 1.
-        delta_features: Ed features from `encode_face`, batch 1.
-        intensities: [N] float32.
-
-    Returns:
-        [N, S, S, 3] float32 in [-1, 1].
-    """
-    return generator.decode(
-        base_features, delta_features, tf.cast(intensities, tf.float32), training=False
-    )
-
-
-def generate_frames_from_model_range(generator: AffineGenerator, face, intensities):
-    """Encode one face once, decode all intensities as one batch (inference mode).
-
-    Args:
-        generator: The trained generator.
-        face: [1, S, S, 3] float32 in [-1, 1].
-        intensities: [N] float32.
-
-    Returns:
-        [N, S, S, 3] float32 in [-1, 1].
-    """
-    base, delta = encode_face(generator, face)
-    return decode_features(generator, base, delta, intensities)
-
-
-def make_generate(generator: AffineGenerator):
-    """`generate(image uint8 [H, W, 3], intensities float32 [N]) -> uint8 [N, S, S, 3]`."""
-    image_size = generator.config.image_size
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None, 3], tf.uint8, name="image"),
-            tf.TensorSpec([None], tf.float32, name="intensities"),
-        ]
-    )
-    def generate(image, intensities):
-        face = resize_to_model(image, image_size)[tf.newaxis]
-        return {"frames": to_uint8(generate_frames_from_model_range(generator, face, intensities))}
-
-    return generate
 
 
 def make_generate_batch(generator: AffineGenerator):

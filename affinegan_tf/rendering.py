@@ -1,0 +1,99 @@
+"""One face to frames at N intensities with a Keras generator: encode once, decode many.
+
+The one definition of `generate(image, intensities) -> frames`. Python generation
+(`generation.py`), the sample GIFs written during training (`callbacks.py`) and every export
+signature (`export/signature.py`, traced from these functions for SavedModel, TFLite and ONNX)
+use it, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from affinegan_tf.data.pixels import to_model_range, to_uint8
+from affinegan_tf.networks import AffineGenerator
+
+
+def resize_to_model(image, image_size: int) -> tf.Tensor:
+    """uint8 [H, W, 3] or [B, H, W, 3] -> float32 [.., S, S, 3] in [-1, 1] (bilinear, antialiased).
+
+    Inputs already at the model size pass through unchanged (no resampling).
+    """
+    values = to_model_range(image)
+    if values.shape[-3] == image_size and values.shape[-2] == image_size:
+        return values
+    return tf.image.resize(values, (image_size, image_size), method="bilinear", antialias=True)
+
+
+def encode_face(generator: AffineGenerator, face):
+    """Both encoders on one face: (base_features, delta_features), one tensor per U-Net level."""
+    return generator.encode(face)
+
+
+def decode_features(generator: AffineGenerator, base_features, delta_features, intensities):
+    """Frames for N intensities from one encoding, decoded as one batch, inference mode.
+
+    Args:
+        generator: The trained generator.
+        base_features: E0 features from `encode_face`, batch 1.
+        delta_features: Ed features from `encode_face`, batch 1.
+        intensities: [N] float32.
+
+    Returns:
+        [N, S, S, 3] float32 in [-1, 1].
+    """
+    return generator.decode(
+        base_features, delta_features, tf.cast(intensities, tf.float32), training=False
+    )
+
+
+def generate_frames_from_model_range(generator: AffineGenerator, face, intensities):
+    """Encode one face once, decode all intensities as one batch (inference mode).
+
+    Args:
+        generator: The trained generator.
+        face: [1, S, S, 3] float32 in [-1, 1].
+        intensities: [N] float32.
+
+    Returns:
+        [N, S, S, 3] float32 in [-1, 1].
+    """
+    base, delta = encode_face(generator, face)
+    return decode_features(generator, base, delta, intensities)
+
+
+def make_generate(generator: AffineGenerator):
+    """`generate(image uint8 [H, W, 3], intensities float32 [N]) -> uint8 [N, S, S, 3]`."""
+    image_size = generator.config.image_size
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, 3], tf.uint8, name="image"),
+            tf.TensorSpec([None], tf.float32, name="intensities"),
+        ]
+    )
+    def generate(image, intensities):
+        face = resize_to_model(image, image_size)[tf.newaxis]
+        return {"frames": to_uint8(generate_frames_from_model_range(generator, face, intensities))}
+
+    return generate
+
+
+def generate_frames(generator: AffineGenerator, image: np.ndarray, intensities) -> np.ndarray:
+    """Frames for one face with a Keras generator (the traced `generate`, cached on it).
+
+    Args:
+        generator: An AffineGenerator.
+        image: uint8 [H, W, 3] RGB (resized to the model size inside the graph).
+        intensities: sequence of N floats.
+
+    Returns:
+        uint8 [N, S, S, 3].
+    """
+    generate = getattr(generator, "_generate_function", None)
+    if generate is None:
+        generate = make_generate(generator)
+        generator._generate_function = generate
+    frames = generate(np.asarray(image, np.uint8), np.asarray(intensities, np.float32))
+    return frames["frames"].numpy()
