@@ -16,9 +16,11 @@ alike. Batch b of a fit that starts at step `first_step` (non-zero when resuming
 step `first_step + b + 1`; with `steps_per_execution` > 1 Keras reports the last batch of each
 execution, and every callback acts when its interval was crossed.
 
-Host syncs: a log value is a tensor, and reading it waits for the step that computes it. The
-callbacks read logs only when they print, write or save, and `DeferredLogsCallbackList` hands
-them the tensors as they are instead of converting every log to a Python float every step.
+Host round trips: Keras 3's TensorFlow train loop waits for every execution itself (its train
+function checks `has_value()` on the host), so the lever on how often the host and the device
+meet is `steps_per_execution` (TrainConfig). On top of that, these callbacks add no per-step
+conversions: `DeferredLogsCallbackList` hands them the log tensors as they are, and the logs are
+read only when they are printed or written.
 """
 
 from __future__ import annotations
@@ -69,9 +71,9 @@ def _floats(logs) -> dict[str, float]:
 class DeferredLogsCallbackList(keras.callbacks.CallbackList):
     """Keras's CallbackList, minus the conversion of every log to a Python float every step.
 
-    Keras converts all logs at every `on_train_batch_end` as soon as one callback defines it,
-    which waits for each step to finish before the next is dispatched. Here the callbacks get
-    the log tensors and read them only when they need a value.
+    Keras converts all 13 logs to floats (a device-to-host copy each) at every
+    `on_train_batch_end` as soon as one callback defines that hook. Here the callbacks get the
+    log tensors and read them only when they need a value.
     """
 
     def on_train_batch_end(self, batch, logs=None):
@@ -185,29 +187,22 @@ class ScalarLogs(keras.callbacks.Callback):
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
-    """Stops training once a loss term was NaN or Inf, naming the first such step and terms.
+    """Stops training at the first step where a loss term was NaN or Inf, naming it and the terms.
 
     The train step records the first non-finite step in graph (`model.nonfinite_watch`); this
-    callback reads that record every `every` steps and at the end, so the steps are not
-    synchronised with the host. `CheckpointAndSamples` never saves a model after such a step.
-
-    Args:
-        every: Steps between checks.
-        first_step: The step this fit starts from.
+    callback reads that record (one int64) at the end of every execution, i.e. every
+    `steps_per_execution` steps. Keras's own loop has already waited for the execution there (its
+    train function checks `has_value()` on the host), so the read adds a copy of a few bytes, not
+    a wait, and none of the losses are converted. `CheckpointAndSamples` never saves a model
+    after such a step.
     """
 
-    def __init__(self, every: int, first_step: int):
+    def __init__(self):
         super().__init__()
-        self.every = every
-        self.first_step = first_step
-        self.previous_step = first_step
         self.failure: NonFiniteStep | None = None
 
     def on_train_batch_end(self, batch, logs=None):
-        step = self.first_step + batch + 1
-        if _crossed(self.previous_step, step, self.every):
-            self._check()
-        self.previous_step = step
+        self._check()
 
     def on_train_end(self, logs=None):
         self._check()

@@ -1,9 +1,10 @@
 """NaN / Inf losses, caught inside the train step so that no one has to read the losses every step.
 
-Reading a loss on the host waits for the step that computes it (a host sync), so a guard that
-looked at every step would stall the device between steps. Instead the train step records, in
-graph, the first step at which any term was not finite and which terms; the training callbacks
-read that record only when they log, check or save (`first_bad`).
+Converting every loss to a Python float on the host after every step costs a device-to-host copy
+per term and, with asynchronous callbacks, a wait. Instead the train step records, in graph, the
+first step at which any term was not finite and which terms; the training callbacks read that
+small record when they check or save (`first_bad`), and read the losses only when they print or
+log them.
 """
 
 from __future__ import annotations

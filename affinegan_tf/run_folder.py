@@ -30,7 +30,14 @@ INTENSITY_RANGE_FILE = "intensity_range.json"
 
 # Settings that may change between a run and its resumption (how long to train, bookkeeping).
 RESUMABLE_CHANGES = {
-    "train": {"epochs", "steps", "checkpoint_every", "keep_checkpoints", "log_every"},
+    "train": {
+        "epochs",
+        "steps",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "log_every",
+        "steps_per_execution",
+    },
     "data": {"strict", "cache_dir"},
 }
 

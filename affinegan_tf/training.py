@@ -12,6 +12,7 @@ TensorBoard, checkpoints and samples, signals, the NaN guard).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,7 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
         start_step=start_step,
     )
     writer = tf.summary.create_file_writer(str(run_dir / LOGS_DIR))
-    guard = NonFiniteGuard(every=train.log_every, first_step=start_step)
+    guard = NonFiniteGuard()
     scalars = ScalarLogs(writer, train.log_every, start_step, total_steps)
     saver = CheckpointAndSamples(
         checkpoint,
@@ -107,11 +108,13 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
     progress = ProgressBar(
         total_steps, start_step, steps_per_epoch(len(training_set.names), train.batch_size)
     )
+    # Groups of steps start at start_step, so checkpoints stay on multiples of checkpoint_every
+    # even when a run stopped by a signal resumes at another step.
+    steps_per_execution = math.gcd(train.steps_per_execution, start_step) or 1
     with SignalStop() as stop:
         # The guard first: it stops the run at the batch end where it sees a NaN.
-        run_training(
-            model, dataset, total_steps - start_step, [guard, stop, saver, scalars, progress]
-        )
+        callbacks = [guard, stop, saver, scalars, progress]
+        run_training(model, dataset, total_steps - start_step, callbacks, steps_per_execution)
 
     step = int(model.step.numpy())
     if guard.failure is not None:
@@ -139,12 +142,16 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
     )
 
 
-def run_training(model: AffineGAN, dataset, steps: int, callbacks: list) -> None:
+def run_training(
+    model: AffineGAN, dataset, steps: int, callbacks: list, steps_per_execution: int = 1
+) -> None:
     """Runs `steps` training steps, calling `callbacks`: the one place the loop is chosen.
 
     `model.fit` on one machine (one device or MirroredStrategy); a loop that drives the same
     callbacks through a keras.callbacks.CallbackList can take over here where fit cannot run.
+    Keras reads `steps_per_execution` when fit first builds the train function.
     """
+    model.steps_per_execution = steps_per_execution
     model.fit(
         dataset,
         epochs=1,

@@ -165,3 +165,21 @@ def test_sigterm_saves_and_the_same_command_resumes_bit_for_bit(toy_data, tmp_pa
     fit(tiny_config(toy_data, steps=24, checkpoint_every=1000, learning_rate=None), straight)
     for a, b in zip(variables_of(straight), variables_of(run_dir), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_groups_of_steps_per_execution_give_the_same_run(toy_data, tmp_path):
+    """steps_per_execution only changes how often the host looks in: same weights, same files."""
+    one = fit(tiny_config(toy_data, steps=8, checkpoint_every=4, log_every=4), tmp_path / "one")
+    grouped = fit(
+        tiny_config(toy_data, steps=8, checkpoint_every=4, log_every=4, steps_per_execution=4),
+        tmp_path / "grouped",
+    )
+    assert grouped.step == one.step == 8 and set(grouped.logs) == set(one.logs)
+    for run in ("one", "grouped"):
+        saved = sorted(p.name for p in (tmp_path / run / "checkpoints").glob("ckpt-*.index"))
+        assert saved == ["ckpt-4.index", "ckpt-8.index"]
+    grouped_variables = variables_of(tmp_path / "grouped")
+    for a, b in zip(variables_of(tmp_path / "one"), grouped_variables, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(UserError, match="steps_per_execution"):
+        tiny_config(toy_data, steps_per_execution=3)  # does not divide checkpoint_every 1000
