@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from affinegan_tf import __version__
 from affinegan_tf.errors import UserError
+from affinegan_tf.startup import start_tensorflow
 
 EXPRESSIONS = ("smile", "surprise", "close_eyes", "puff_cheeks")
 
@@ -209,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
         "learned from unlabelled face videos.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's own start-up and runtime log lines (also accepted after COMMAND)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     toy = commands.add_parser(
@@ -220,14 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--expression", choices=EXPRESSIONS, default="smile")
     toy.add_argument("--format", choices=("frames", "mp4"), default="frames")
     toy.add_argument("--seed", type=int, default=0)
-    toy.set_defaults(handler=_make_toy_data)
+    toy.set_defaults(handler=_make_toy_data, tensorflow=False)
 
     inspect = commands.add_parser("inspect-data", help="show what training would read from DIR")
     inspect.add_argument("--data", required=True, help="data set root or folder of videos")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.add_argument("--face-crop", action="store_true", help="also check face detection")
     inspect.add_argument("--strict", action="store_true", help="any unusable video is an error")
-    inspect.set_defaults(handler=_inspect_data)
+    inspect.set_defaults(handler=_inspect_data, tensorflow=False)
 
     fit = commands.add_parser("fit", help="train AffineGAN on a folder of face videos")
     fit.add_argument("--data", required=True, help="data set root or folder of videos")
@@ -319,13 +325,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the process exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # --verbose is a global flag; accept it after the command name too.
+    verbose = "--verbose" in arguments
+    arguments = [argument for argument in arguments if argument != "--verbose"]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
     try:
+        if getattr(args, "tensorflow", True):
+            start_tensorflow(verbose=verbose)
         return args.handler(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
