@@ -49,6 +49,16 @@ def oversized_jpeg(path: Path, width: int = HUGE_SIDE, height: int = HUGE_SIDE) 
     return path
 
 
+def premature_end_jpeg(path: Path) -> Path:
+    """Cuts a JPEG's scan in half and closes it with an end marker: OpenCV still decodes it (the
+    missing half grey) while libjpeg writes `Corrupt JPEG data: premature end of data segment`
+    straight to file descriptor 2."""
+    data = path.read_bytes()
+    scan = data.index(b"\xff\xda")
+    path.write_bytes(data[: scan + (len(data) - scan) // 2] + b"\xff\xd9")
+    return path
+
+
 def write_frames(folder: Path, frames: np.ndarray, extension: str = ".jpg") -> list[Path]:
     """Writes frames (RGB) as frame_0001.jpg ... and returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -169,7 +179,11 @@ def build_hostile_folder(
         path = root / f"truncated_frame_folder_{number:02d}"
         files = write_frames(path, frames)
         data = files[3].read_bytes()
-        files[3].write_bytes(data[: len(data) // 2])  # libjpeg: premature end of data segment
+        files[3].write_bytes(data[: len(data) // 2])  # no end marker: OpenCV refuses it
+        add(path)
+        path = root / f"premature_end_jpeg_folder_{number:02d}"
+        files = write_frames(path, frames)
+        premature_end_jpeg(files[4])
         add(path)
         path = root / f"random_frame_folder_{number:02d}"
         files = write_frames(path, frames, ".png")

@@ -52,9 +52,10 @@ def read_video_frames(video: str | Path, image_size: int) -> tuple[np.ndarray, l
     Returns:
         (uint8 [T, S, S, 3], a name per frame: file names for folders, "frame N" for videos).
     """
-    from affinegan_tf.data import media_files, video
+    from affinegan_tf.data import media_files
     from affinegan_tf.data.images import read_image
     from affinegan_tf.data.square import square_resize
+    from affinegan_tf.data.video import read_frames_at
 
     path = Path(video)
     if path.is_dir():
@@ -67,7 +68,7 @@ def read_video_frames(video: str | Path, image_size: int) -> tuple[np.ndarray, l
         return frames, [file.name for file in files]
     if path.is_file() and media_files.is_image_file(path):
         return square_resize(read_image(path), image_size)[np.newaxis], [path.name]
-    frames = video.read_frames_at(path, transform=lambda frame: square_resize(frame, image_size))
+    frames = read_frames_at(path, transform=lambda frame: square_resize(frame, image_size))
     return frames, [f"frame {index}" for index in range(len(frames))]
 
 
