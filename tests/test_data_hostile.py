@@ -186,3 +186,33 @@ def test_frame_folder_with_a_corrupt_jpeg_is_skipped_by_probe_and_inspect_alike(
     assert report["videos"] == 1
     assert [entry["path"] for entry in report["skipped"]] == [str(root / "bad")]
     assert "Corrupt JPEG" not in capfd.readouterr().err
+
+
+# ----------------------------------------------------------------------------- one verdict
+
+
+def test_inspect_and_training_set_agree_with_and_without_face_crop(shared_data, tmp_path):
+    import shutil
+
+    from affinegan_tf.config import DataConfig
+    from affinegan_tf.data.pipeline import load_training_set
+
+    root = tmp_path / "data"
+    root.mkdir()
+    shutil.copy(shared_data / "single_face.mp4", root / "person.mp4")
+    write_mp4(root / "no_face.mp4", face_like_frames(4))
+    files = write_frames(root / "late_corrupt_frame", face_like_frames(5))
+    premature_end_jpeg(files[4])
+    (root / "empty.mp4").write_bytes(b"")
+    for face_crop in (False, True):
+        cache = tmp_path / f"cache_{face_crop}"
+        with pytest.warns(DataWarning):
+            report = inspect_data(root, face_crop=face_crop, cache_dir=cache)
+        config = DataConfig(data_dir=str(root), face_crop=face_crop, cache_dir=str(cache))
+        with pytest.warns(DataWarning) as warned:
+            training_set = load_training_set(config, load_size=32)
+        assert len(warned) == 1
+        inspected = [(entry["path"], entry["reason"]) for entry in report["skipped"]]
+        assert inspected == training_set.index.skipped
+        assert [entry["name"] for entry in report["per_video"]] == training_set.names
+        assert training_set.names == (["person"] if face_crop else ["no_face", "person"])

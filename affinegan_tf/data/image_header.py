@@ -91,14 +91,23 @@ def _png(handle: BinaryIO) -> tuple[int, int] | None:
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
+# Junk tolerated between JPEG segments before the file counts as corrupt (a random file that
+# happens to start with FF D8 must not be scanned byte by byte to its end).
+_JPEG_MAX_JUNK = 65536
+
+
 def _jpeg(handle: BinaryIO) -> tuple[int, int] | None:
     handle.seek(2)
+    junk = 0
     while True:
         byte = handle.read(1)
         if not byte:
             return None
         if byte != b"\xff":
-            continue  # not at a marker: scan on (tolerates padding and junk between segments)
+            junk += 1  # not at a marker: scan on (tolerates padding and junk between segments)
+            if junk > _JPEG_MAX_JUNK:
+                return None
+            continue
         marker = handle.read(1)
         while marker == b"\xff":
             marker = handle.read(1)

@@ -272,7 +272,7 @@ def inspect_data(
         for source in videos:
             try:
                 # The same frame and the same check as FrameCache.load with face_crop.
-                _, neutral = next(video.iter_frames(source.path, [0]))
+                neutral = video.read_frames_at(source.path, [0])[0]
                 box = face_box(neutral, face_margin, neutral_frame_name(source))
             except UserError as error:
                 if strict:
