@@ -10,13 +10,13 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from affinegan_tf import __version__
-from affinegan_tf.errors import UserError
+from affinegan_tf.errors import DataWarning, UserError
 from affinegan_tf.startup import start_tensorflow
-
-EXPRESSIONS = ("smile", "surprise", "close_eyes", "puff_cheeks")
+from affinegan_tf.toy.names import EXPRESSIONS, VIDEO_FORMATS
 
 
 def _floats(text: str) -> list[float]:
@@ -35,11 +35,23 @@ def _print_json(value: object) -> None:
     print(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
+_python_show_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our own warnings (skipped data) as one `warning: ...` message, without Python's file and
+    source line; every other warning as Python shows it."""
+    if issubclass(category, DataWarning):
+        print(f"warning: {message}", file=file or sys.stderr, flush=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
 # ----------------------------------------------------------------------------- data commands
 
 
 def _make_toy_data(args: argparse.Namespace) -> int:
-    from affinegan_tf.data.synthetic import write_toy_dataset
+    from affinegan_tf.toy import write_toy_dataset
 
     summary = write_toy_dataset(
         args.out,
@@ -59,8 +71,6 @@ def _make_toy_data(args: argparse.Namespace) -> int:
 
 
 def _inspect_data(args: argparse.Namespace) -> int:
-    import warnings
-
     from affinegan_tf.data.layout import format_inspection, inspect_data
 
     with warnings.catch_warnings(record=True) as caught:
@@ -69,7 +79,7 @@ def _inspect_data(args: argparse.Namespace) -> int:
     if args.json:
         # stdout stays one JSON object; what was skipped is still said on stderr.
         for warning in caught:
-            print(f"warning: {warning.message}", file=sys.stderr)
+            _show_warning(warning.message, warning.category, warning.filename, warning.lineno)
         _print_json(report)
     else:
         print(format_inspection(report))  # lists the skipped entries itself
@@ -224,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--videos", type=int, default=32, help="number of videos (default 32)")
     toy.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
     toy.add_argument("--expression", choices=EXPRESSIONS, default="smile")
-    toy.add_argument("--format", choices=("frames", "mp4"), default="frames")
+    toy.add_argument("--format", choices=VIDEO_FORMATS, default="frames")
     toy.add_argument("--seed", type=int, default=0)
     toy.set_defaults(handler=_make_toy_data, tensorflow=False)
 
@@ -329,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # --verbose is a global flag; accept it after the command name too.
     verbose = "--verbose" in arguments
     arguments = [argument for argument in arguments if argument != "--verbose"]
+    warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(arguments)
     if not getattr(args, "handler", None):

@@ -34,7 +34,7 @@ def _say(message: str) -> None:
 
 
 def _toy_data(out_dir: Path, expression: str, seed: int) -> Path:
-    from affinegan_tf.data.synthetic import write_toy_dataset
+    from affinegan_tf.toy import write_toy_dataset
 
     data_dir = out_dir / "data"
     if (data_dir / "intensities.csv").is_file():
@@ -120,7 +120,8 @@ def run_demo(
 ) -> dict:
     """Runs the demo end to end; returns a summary (also printed)."""
     from affinegan_tf.checkpoints import load_model
-    from affinegan_tf.data.video import read_frames, square_resize
+    from affinegan_tf.data.square import square_resize
+    from affinegan_tf.data.video import read_frames
     from affinegan_tf.evaluation import metrics
     from affinegan_tf.evaluation.curves import (
         infer_frame_intensities,

@@ -189,7 +189,7 @@ def resolve_intensities(
 
 def expand_photos(images) -> list[Path]:
     """Photo paths from --image values: files as given, folders expanded to their image files."""
-    from affinegan_tf.data.video import is_hidden, is_image_file, natural_sort_key
+    from affinegan_tf.data.media_files import is_hidden, is_image_file, natural_sort_key
 
     photos: list[Path] = []
     for item in [images] if isinstance(images, (str, Path)) else images:
@@ -265,7 +265,8 @@ def read_photo(path: Path, image_size: int, face_crop: bool) -> np.ndarray:
     Raises:
         UserError: Unreadable file, a photo too small to hold a usable face, or no face found.
     """
-    from affinegan_tf.data.video import prepare_photo, read_image
+    from affinegan_tf.data.images import read_image
+    from affinegan_tf.data.square import prepare_photo
 
     image = read_image(path)
     height, width = image.shape[:2]

@@ -294,8 +294,8 @@ def run_ablations(
         seed: Seed of the data set and of every run.
         variants: Subset of VARIANTS, in order; None runs all four.
     """
-    from affinegan_tf.data.synthetic import write_toy_dataset
     from affinegan_tf.evaluation.evaluate import evaluate_model
+    from affinegan_tf.toy import write_toy_dataset
 
     names = list(variants or VARIANTS)
     unknown = sorted(set(names) - set(VARIANTS))

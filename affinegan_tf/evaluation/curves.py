@@ -52,31 +52,29 @@ def read_video_frames(video: str | Path, image_size: int) -> tuple[np.ndarray, l
     Returns:
         (uint8 [T, S, S, 3], a name per frame: file names for folders, "frame N" for videos).
     """
-    from affinegan_tf.data import video as video_io
+    from affinegan_tf.data import media_files
+    from affinegan_tf.data.images import read_image
+    from affinegan_tf.data.square import square_resize
+    from affinegan_tf.data.video import read_frames_at
 
     path = Path(video)
     if path.is_dir():
-        files = video_io.list_frame_files(path)
+        files = media_files.list_frame_files(path)
         if not files:
             raise UserError(
-                f"{path} holds no frame or photo files ({'/'.join(video_io.IMAGE_EXTENSIONS)})."
+                f"{path} holds no frame or photo files ({'/'.join(media_files.IMAGE_EXTENSIONS)})."
             )
-        frames = np.stack(
-            [video_io.square_resize(video_io.read_image(file), image_size) for file in files]
-        )
+        frames = np.stack([square_resize(read_image(file), image_size) for file in files])
         return frames, [file.name for file in files]
-    if path.is_file() and video_io.is_image_file(path):
-        return video_io.square_resize(video_io.read_image(path), image_size)[np.newaxis], [
-            path.name
-        ]
-    frames = video_io.read_frames_at(
-        path, transform=lambda frame: video_io.square_resize(frame, image_size)
-    )
+    if path.is_file() and media_files.is_image_file(path):
+        return square_resize(read_image(path), image_size)[np.newaxis], [path.name]
+    frames = read_frames_at(path, transform=lambda frame: square_resize(frame, image_size))
     return frames, [f"frame {index}" for index in range(len(frames))]
 
 
 def _neutral_frame(neutral: str | Path | None, frames: np.ndarray, image_size: int) -> np.ndarray:
-    from affinegan_tf.data.video import read_image, square_resize
+    from affinegan_tf.data.images import read_image
+    from affinegan_tf.data.square import square_resize
 
     if neutral is None:
         return frames[0]

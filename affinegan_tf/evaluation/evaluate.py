@@ -115,7 +115,8 @@ def read_true_intensities(root: Path, split: str | None) -> dict[str, tuple[str,
 
 
 def _read_video(source, image_size: int, max_frames: int | None) -> np.ndarray:
-    from affinegan_tf.data.video import read_frames_at, select_frames, square_resize
+    from affinegan_tf.data.square import square_resize
+    from affinegan_tf.data.video import read_frames_at, select_frames
 
     frames = read_frames_at(source.path, transform=lambda frame: square_resize(frame, image_size))
     if max_frames is not None and len(frames) > max_frames:
