@@ -195,7 +195,10 @@ def _check_parity(generator, staging: Path, written: dict[str, list[Path]]) -> l
     if written.get("web"):
         encode_path, decode_path = written["web"]
         frames = onnx_export.run_onnx_pair(
-            onnx_export.session(encode_path), onnx_export.session(decode_path), face_unit, intensities
+            onnx_export.session(encode_path),
+            onnx_export.session(decode_path),
+            face_unit,
+            intensities,
         )
         difference = _max_difference(signature.unit_to_model_range(frames), reference)
         record(encode_path, "web", difference, "[-1, 1]", partner=decode_path)

@@ -51,9 +51,7 @@ def describe_model(name: str) -> str:
     return {**ONNX_MODELS, **SPLIT_ONNX_MODELS}[name]
 
 
-def export_onnx(
-    generator: AffineGenerator, out_dir: Path, models=tuple(ONNX_MODELS)
-) -> list[Path]:
+def export_onnx(generator: AffineGenerator, out_dir: Path, models=tuple(ONNX_MODELS)) -> list[Path]:
     """Writes `<model>.onnx` for each of `models` (default generate_one and generate_frames;
     `SPLIT_ONNX_MODELS` names the encode / decode pair); returns their paths.
 

@@ -1,4 +1,4 @@
-"""`--formats web`: DIR/web/, a static page that turns a photo into an expression GIF in the browser.
+"""`--formats web`: DIR/web/, a static page that turns a photo into an expression GIF, offline.
 
 The folder holds everything the page needs at run time (no CDN, no server-side code): the page
 (copied from `web_assets/`), the vendored ONNX Runtime Web (wasm) and gifenc files with their
