@@ -109,31 +109,40 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def page(web_export):
-    """The page, loaded from a static server on 127.0.0.1 (a free port) in headless Chromium."""
+def site(web_export):
+    """(browser, page URL): web/ served on 127.0.0.1 (a free port), headless Debian chromium."""
     sync_playwright = _chromium()
     handler = functools.partial(_QuietHandler, directory=str(web_export / "web"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    errors: list[str] = []
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            context = browser.new_context(accept_downloads=True)
-            web_page = context.new_page()
-            web_page.on("pageerror", lambda error: errors.append(str(error)))
-            web_page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
-            # The service worker reloads the page once to add the isolation headers.
-            web_page.wait_for_function(
-                "() => document.body && ['idle', 'failed'].includes(document.body.dataset.state)",
-                timeout=180_000,
-            )
-            web_page.errors = errors
-            yield web_page
+            yield browser, f"http://127.0.0.1:{server.server_address[1]}/index.html"
             browser.close()
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _open(site, query: str = ""):
+    """A fresh browser context (no service worker registered yet) with the page loaded."""
+    browser, url = site
+    web_page = browser.new_context(accept_downloads=True).new_page()
+    web_page.errors = []
+    web_page.on("pageerror", lambda error: web_page.errors.append(str(error)))
+    web_page.goto(url + query)
+    # The service worker reloads the page once to add the isolation headers.
+    web_page.wait_for_function(
+        "() => document.body && ['idle', 'failed'].includes(document.body.dataset.state)",
+        timeout=180_000,
+    )
+    return web_page
+
+
+@pytest.fixture(scope="module")
+def page(site):
+    return _open(site)
 
 
 def _frames(page, script: str, *arguments) -> np.ndarray:
@@ -216,6 +225,17 @@ def test_page_loads_isolated_with_two_threads(page):
     # python's static server sends no COOP/COEP: the page's service worker added them.
     assert info["crossOriginIsolated"] is True
     assert info["threads"] == 2 or info["threads"] == min(os.cpu_count() or 1, 4)
+
+
+def test_page_without_service_worker_runs_on_one_thread(site, generated):
+    """Where no service worker can add COOP/COEP (`?nosw=1` stands in), 1 thread, same frames."""
+    web_page = _open(site, "?nosw=1")
+    info = web_page.evaluate("() => window.affinegan.ready")
+    assert info["crossOriginIsolated"] is False and info["threads"] == 1
+    frames = _frames(web_page, "window.affinegan.frames", "photos/halved.png", INTENSITIES)
+    assert _mean_levels(frames[..., :3], generated["halved"]) <= MEAN_LEVELS
+    assert web_page.errors == []
+    web_page.context.close()
 
 
 @pytest.mark.parametrize("name", list(PHOTOS))
