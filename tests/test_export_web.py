@@ -4,6 +4,9 @@ The page is served from 127.0.0.1 by Python's plain static server (no COOP / COE
 `python -m http.server`), and driven by Playwright for Python with Debian's `chromium` (never a
 downloaded browser). Its frames must equal `affinegan-tf generate`'s PNG frames within 1.5 uint8
 levels on average, through the JS API and through the visible controls.
+
+Everything but the format parsing is marked slow (an export, a `generate` run and a browser: a
+minute or two on 2 cores); .ci/run runs it, after installing chromium.
 """
 
 from __future__ import annotations
@@ -182,6 +185,7 @@ def test_all_formats_include_web_and_the_default_does_not():
         exporter._check_formats(["html"])
 
 
+@pytest.mark.slow
 def test_web_folder_is_self_contained(web_export):
     web = web_export / "web"
     manifest = json.loads((web_export / "manifest.json").read_text())
@@ -218,6 +222,7 @@ def test_web_folder_is_self_contained(web_export):
     assert not [item for item in references if re.match(r"^(?:[a-z][a-z0-9+.-]*:)?//", item)]
 
 
+@pytest.mark.slow
 def test_page_loads_isolated_with_two_threads(page):
     info = page.evaluate("() => window.affinegan.ready")
     assert page.errors == []
@@ -227,6 +232,7 @@ def test_page_loads_isolated_with_two_threads(page):
     assert info["threads"] == 2 or info["threads"] == min(os.cpu_count() or 1, 4)
 
 
+@pytest.mark.slow
 def test_page_without_service_worker_runs_on_one_thread(site, generated):
     """Where no service worker can add COOP/COEP (`?nosw=1` stands in), 1 thread, same frames."""
     web_page = _open(site, "?nosw=1")
@@ -238,6 +244,7 @@ def test_page_without_service_worker_runs_on_one_thread(site, generated):
     web_page.context.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(PHOTOS))
 def test_api_frames_match_generate(page, generated, name):
     frames = _frames(page, "window.affinegan.frames", f"photos/{name}.png", INTENSITIES)
@@ -249,6 +256,7 @@ def test_api_frames_match_generate(page, generated, name):
     assert _mean_levels(reference[0], reference[-1]) > 2 * MEAN_LEVELS
 
 
+@pytest.mark.slow
 def test_api_crop_box_matches_python_square_resize(page, web_export):
     """A face box reaching past the image: border pixels repeated, as square_resize does."""
     from affinegan_tf.data.video import read_image, square_resize
@@ -268,6 +276,7 @@ def test_api_crop_box_matches_python_square_resize(page, web_export):
     assert _mean_levels(frames[..., :3], reference) <= MEAN_LEVELS
 
 
+@pytest.mark.slow
 def test_api_gif_has_the_requested_frames(page, generated):
     values = [0.0, 0.25, 0.5, 0.75, 1.0]
     data = page.evaluate(
@@ -285,6 +294,7 @@ def test_api_gif_has_the_requested_frames(page, generated):
     assert _mean_levels(gif[[0, 2, 4], ..., :3], generated["landscape"]) <= 4
 
 
+@pytest.mark.slow
 def test_visible_controls_make_the_same_frames(page, web_export, generated, tmp_path):
     """File input, intensity slider, save GIF and save frames, as a person would use them."""
     idle = "() => document.body.dataset.state === 'idle'"
