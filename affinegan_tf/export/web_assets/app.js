@@ -92,7 +92,7 @@ async function showIntensity() {
   state.decoding = true;
   setBusy(true);
   try {
-    while (state.wanted !== state.showing) {
+    while (state.encoded && state.wanted !== state.showing) {
       const target = state.wanted;
       const started = performance.now();
       const rgba = await state.encoded.frame(target);
