@@ -167,6 +167,9 @@ def _export(args: argparse.Namespace) -> int:
         worst[item["path"]] = f"{item['max_abs_difference']:.2g} ({item['scale']})"
     print("max difference from Keras: " + ", ".join(f"{k} {v}" for k, v in worst.items()))
     print(f"manifest: {os.path.join(args.out, 'manifest.json')}")
+    if "web" in manifest["formats"]:
+        page = os.path.join(args.out, "web")
+        print(f"browser page: python -m http.server -b 127.0.0.1 -d {page}  (then open the URL)")
     return 0
 
 
@@ -300,7 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export generate(image, intensities)")
     export.add_argument("--model", required=True, help="run folder (latest checkpoint)")
     export.add_argument("--out", required=True, help="e.g. exported/NAME (replaces an export)")
-    export.add_argument("--formats", default="savedmodel,tflite,onnx", help="comma-separated")
+    export.add_argument(
+        "--formats",
+        default="savedmodel,tflite,onnx",
+        help="comma-separated: savedmodel, tflite, onnx, web (browser page), or all",
+    )
     export.add_argument("--fp16", action="store_true", help="also float16-weight TFLite")
     export.set_defaults(handler=_export)
 
