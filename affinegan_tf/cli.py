@@ -11,12 +11,13 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from affinegan_tf import __version__
-from affinegan_tf.errors import UserError
-
-EXPRESSIONS = ("smile", "surprise", "close_eyes", "puff_cheeks")
+from affinegan_tf.errors import DataWarning, UserError
+from affinegan_tf.startup import start_tensorflow
+from affinegan_tf.toy.names import EXPRESSIONS, VIDEO_FORMATS
 
 
 def _floats(text: str) -> list[float]:
@@ -35,11 +36,23 @@ def _print_json(value: object) -> None:
     print(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
+_python_show_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our own warnings (skipped data) as one `warning: ...` message, without Python's file and
+    source line; every other warning as Python shows it."""
+    if issubclass(category, DataWarning):
+        print(f"warning: {message}", file=file or sys.stderr, flush=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
 # ----------------------------------------------------------------------------- data commands
 
 
 def _make_toy_data(args: argparse.Namespace) -> int:
-    from affinegan_tf.data.synthetic import write_toy_dataset
+    from affinegan_tf.toy import write_toy_dataset
 
     summary = write_toy_dataset(
         args.out,
@@ -59,8 +72,6 @@ def _make_toy_data(args: argparse.Namespace) -> int:
 
 
 def _inspect_data(args: argparse.Namespace) -> int:
-    import warnings
-
     from affinegan_tf.data.layout import format_inspection, inspect_data
 
     with warnings.catch_warnings(record=True) as caught:
@@ -69,7 +80,7 @@ def _inspect_data(args: argparse.Namespace) -> int:
     if args.json:
         # stdout stays one JSON object; what was skipped is still said on stderr.
         for warning in caught:
-            print(f"warning: {warning.message}", file=sys.stderr)
+            _show_warning(warning.message, warning.category, warning.filename, warning.lineno)
         _print_json(report)
     else:
         print(format_inspection(report))  # lists the skipped entries itself
@@ -159,6 +170,9 @@ def _export(args: argparse.Namespace) -> int:
         worst[item["path"]] = f"{item['max_abs_difference']:.2g} ({item['scale']})"
     print("max difference from Keras: " + ", ".join(f"{k} {v}" for k, v in worst.items()))
     print(f"manifest: {os.path.join(args.out, 'manifest.json')}")
+    if "web" in manifest["formats"]:
+        page = os.path.join(args.out, "web")
+        print(f"browser page: python -m http.server -b 127.0.0.1 -d {page}  (then open the URL)")
     return 0
 
 
@@ -213,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
         "learned from unlabelled face videos.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's own start-up and runtime log lines (also accepted after COMMAND)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     toy = commands.add_parser(
@@ -222,16 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--videos", type=int, default=32, help="number of videos (default 32)")
     toy.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
     toy.add_argument("--expression", choices=EXPRESSIONS, default="smile")
-    toy.add_argument("--format", choices=("frames", "mp4"), default="frames")
+    toy.add_argument("--format", choices=VIDEO_FORMATS, default="frames")
     toy.add_argument("--seed", type=int, default=0)
-    toy.set_defaults(handler=_make_toy_data)
+    toy.set_defaults(handler=_make_toy_data, tensorflow=False)
 
     inspect = commands.add_parser("inspect-data", help="show what training would read from DIR")
     inspect.add_argument("--data", required=True, help="data set root or folder of videos")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.add_argument("--face-crop", action="store_true", help="also check face detection")
     inspect.add_argument("--strict", action="store_true", help="any unusable video is an error")
-    inspect.set_defaults(handler=_inspect_data)
+    inspect.set_defaults(handler=_inspect_data, tensorflow=False)
 
     fit = commands.add_parser("fit", help="train AffineGAN on a folder of face videos")
     fit.add_argument("--data", required=True, help="data set root or folder of videos")
@@ -288,7 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export generate(image, intensities)")
     export.add_argument("--model", required=True, help="run folder (latest checkpoint)")
     export.add_argument("--out", required=True, help="e.g. exported/NAME (replaces an export)")
-    export.add_argument("--formats", default="savedmodel,tflite,onnx", help="comma-separated")
+    export.add_argument(
+        "--formats",
+        default="savedmodel,tflite,onnx",
+        help="comma-separated: savedmodel, tflite, onnx, web (browser page), or all",
+    )
     export.add_argument("--fp16", action="store_true", help="also float16-weight TFLite")
     export.set_defaults(handler=_export)
 
@@ -323,13 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the process exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # --verbose is a global flag; accept it after the command name too.
+    verbose = "--verbose" in arguments
+    arguments = [argument for argument in arguments if argument != "--verbose"]
+    warnings.showwarning = _show_warning
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
     try:
+        if getattr(args, "tensorflow", True):
+            start_tensorflow(verbose=verbose)
         return args.handler(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

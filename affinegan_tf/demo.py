@@ -18,8 +18,8 @@ import numpy as np
 from affinegan_tf.animation import write_animation
 from affinegan_tf.checkpoints import load_model
 from affinegan_tf.config import RunConfig, replace
-from affinegan_tf.data.synthetic import write_toy_dataset
-from affinegan_tf.data.video import read_frames, square_resize
+from affinegan_tf.data.square import square_resize
+from affinegan_tf.data.video import read_frames
 from affinegan_tf.errors import UserError, missing_modules
 from affinegan_tf.evaluation import metrics
 from affinegan_tf.evaluation.curves import (
@@ -34,6 +34,7 @@ from affinegan_tf.recipes import resolve_config
 from affinegan_tf.rendering import generate_frames
 from affinegan_tf.run_folder import CONFIG_FILE, is_run_folder, read_intensity_range
 from affinegan_tf.speed import measure_steps_per_second
+from affinegan_tf.toy import write_toy_dataset
 from affinegan_tf.training import fit
 
 TOY_VIDEOS = 48

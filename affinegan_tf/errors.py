@@ -8,6 +8,13 @@ class UserError(Exception):
     """
 
 
+class DataWarning(UserWarning):
+    """Some entries of a data set were skipped; the message lists each with its reason.
+
+    The CLI prints the message alone (`warning: ...`), without Python's file and source line.
+    """
+
+
 # Optional packages per feature, and the extra that installs them.
 EXTRA_MODULES = {
     "tflite": (("ai_edge_litert",), "export"),

@@ -14,13 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from affinegan_tf.animation import write_animation
-from affinegan_tf.data.video import (
-    is_hidden,
-    is_image_file,
-    natural_sort_key,
-    prepare_photo,
-    read_image,
-)
+from affinegan_tf.data.images import read_image
+from affinegan_tf.data.media_files import is_hidden, is_image_file, natural_sort_key
+from affinegan_tf.data.square import prepare_photo
 from affinegan_tf.errors import UserError
 from affinegan_tf.export.backends import load_backend
 

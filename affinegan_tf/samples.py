@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from affinegan_tf.data.images import read_image
 from affinegan_tf.data.pipeline import TrainingSet
-from affinegan_tf.data.video import prepare_photo, read_frames, read_image, square_resize
+from affinegan_tf.data.square import prepare_photo, square_resize
+from affinegan_tf.data.video import read_frames
 from affinegan_tf.errors import UserError
 from affinegan_tf.intensity import IntensityEstimator
 

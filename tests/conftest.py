@@ -24,7 +24,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic data set in the authors' layout (8 videos, 64x64, with masks)."""
-    from affinegan_tf.data.synthetic import write_toy_dataset
+    from affinegan_tf.toy import write_toy_dataset
 
     root = tmp_path_factory.mktemp("toy")
     write_toy_dataset(root, num_videos=8, size=64, expression="smile", seed=0)

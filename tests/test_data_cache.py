@@ -18,7 +18,7 @@ from test_data_fixtures import (
 
 from affinegan_tf.data.cache import CACHE_FOLDER_NAME, FrameCache, resolve_cache_dir
 from affinegan_tf.data.layout import VideoSource, find_videos
-from affinegan_tf.data.video import square_resize
+from affinegan_tf.data.square import square_resize
 
 
 def _frame_folder_source(tmp_path, count=5, with_masks=False) -> VideoSource:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from affinegan_tf.data.faces import detect_face, face_box
-from affinegan_tf.data.video import prepare_photo, read_image
+from affinegan_tf.data.images import read_image
+from affinegan_tf.data.square import prepare_photo
 from affinegan_tf.errors import UserError
 
 

@@ -287,7 +287,7 @@ def test_load_training_set_skips_a_video_without_a_face(shared_data, tmp_path):
 
 
 def test_toy_data_set_if_available(request):
-    pytest.importorskip("affinegan_tf.data.synthetic")
+    pytest.importorskip("affinegan_tf.toy")
     root = request.getfixturevalue("toy_data")
     training_set = load_training_set(DataConfig(data_dir=str(root)), load_size=72)
     (batch,) = batches(make_dataset(training_set, 64, 72, 5, batch_size=2, seed=0), 1)

@@ -1,4 +1,4 @@
-"""Decoding images, videos and frame folders into uint8 RGB (affinegan_tf.data.video)."""
+"""Decoding images, videos and frame folders into uint8 RGB (data.images, video, square)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,10 @@ from test_data_fixtures import (
     write_video,
 )
 
-from affinegan_tf.data.video import (
-    natural_sort_key,
-    prepare_photo,
-    read_frames,
-    read_image,
-    select_frames,
-    square_resize,
-)
+from affinegan_tf.data.images import read_image
+from affinegan_tf.data.media_files import natural_sort_key
+from affinegan_tf.data.square import prepare_photo, square_resize
+from affinegan_tf.data.video import read_frames, select_frames
 from affinegan_tf.errors import UserError
 
 # ----------------------------------------------------------------------------- single images

@@ -18,7 +18,7 @@ STEPS = 2
 @pytest.fixture(scope="module")
 def small_toy(tmp_path_factory):
     """Two short training videos (4 frames each): enough for a few steps."""
-    from affinegan_tf.data.synthetic import write_toy_dataset
+    from affinegan_tf.toy import write_toy_dataset
 
     root = tmp_path_factory.mktemp("ablation_toy")
     write_toy_dataset(root, num_videos=2, size=64, frames_per_video=4, test_videos=1, seed=1)

@@ -168,7 +168,8 @@ def test_contact_sheet_places_frames_in_rows():
 
 
 def test_embeddings_count_frames_without_a_face(shared_data):
-    from affinegan_tf.data.video import read_frames, square_resize
+    from affinegan_tf.data.square import square_resize
+    from affinegan_tf.data.video import read_frames
     from affinegan_tf.evaluation.embeddings import embed_faces, upsample_count
 
     assert [upsample_count(size, size) for size in (64, 128, 256)] == [2, 1, 0]

@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from affinegan_tf.data import synthetic
-from affinegan_tf.data.synthetic import (
+from affinegan_tf import toy
+from affinegan_tf.errors import UserError
+from affinegan_tf.toy import (
     EXPRESSIONS,
     KINDS,
     intensity_schedule,
@@ -24,12 +25,11 @@ from affinegan_tf.data.synthetic import (
     render_face,
     write_toy_dataset,
 )
-from affinegan_tf.errors import UserError
 
 SWEEP = np.linspace(0.0, 1.0, 6)
 
 
-def identities(count: int, seed: int = 0) -> list[synthetic.Identity]:
+def identities(count: int, seed: int = 0) -> list[toy.Identity]:
     rng = np.random.default_rng(seed)
     return [random_identity(rng) for _ in range(count)]
 
@@ -83,7 +83,7 @@ def test_render_face_is_a_pure_function_of_its_arguments():
 # ----------------------------------------------------------------------------- the expression
 
 
-def _region(expression: str, identity: synthetic.Identity, size: int) -> np.ndarray:
+def _region(expression: str, identity: toy.Identity, size: int) -> np.ndarray:
     """Where each expression's change is expected, as a boolean [size, size] mask."""
     if expression in ("smile", "surprise"):
         return mouth_mask(identity, 1.0, expression, size) > 0
@@ -135,7 +135,7 @@ def test_close_eyes_hides_the_eye_whites():
         whites = []
         for intensity in SWEEP:
             image = render_face(identity, intensity, "close_eyes", 128).astype(np.int32)
-            distance = np.abs(image - np.array(synthetic._EYE_WHITE)).sum(axis=2)
+            distance = np.abs(image - np.array(toy.drawing._EYE_WHITE)).sum(axis=2)
             whites.append(int((distance < 40).sum()))
         closing = whites[: whites.index(0) + 1] if 0 in whites else whites
         assert whites[0] >= 15 and np.all(np.diff(closing) < 0) and whites[-1] == 0, whites
@@ -235,7 +235,7 @@ def test_layout_masks_and_csv_match_the_files(toy_data):
         )
     assert sorted(path.name for path in (toy_data / "train" / "patch").iterdir()) == train_videos
     assert not (toy_data / "test" / "patch").exists()
-    assert (toy_data / "README.txt").read_text().startswith(synthetic.README_MARKER)
+    assert (toy_data / "README.txt").read_text().startswith(toy.README_MARKER)
     assert {row["file"] for row in rows} == {
         path.relative_to(toy_data).as_posix() for path in toy_data.rglob("img/*/*.jpg")
     }

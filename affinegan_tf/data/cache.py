@@ -7,9 +7,13 @@ version, so changing any of those decodes again and nothing stale is ever read. 
 Writes go to a temporary file first and are renamed into place, so an interrupted run leaves no
 half-written entry.
 
-A second kind of entry, the probe, records what `find_videos` needs to know about a source
-(frame count and size, or why it is unusable) so that listing a large data set is fast the
-second time.
+A second kind of entry, the probe, records the verdict of `sources.probe_source` (frame count
+and size, or why the source is unusable). `find_videos` (so `inspect-data`) and `load` (so `fit`)
+both take the verdict from here, so they can never disagree, and listing a large data set is
+fast the second time.
+
+Frames flow one way: `video.iter_frames` decodes them one by one, this module shrinks each to
+the load size as it arrives and stacks them into the entry.
 """
 
 from __future__ import annotations
@@ -21,22 +25,26 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from affinegan_tf.data import video
+from affinegan_tf.data.faces import face_box
+from affinegan_tf.data.sources import (
+    PROBE_FORMAT_VERSION,
+    VideoInfo,
+    VideoSource,
+    matched_mask_files,
+    probe_source,
+    read_mask,
+    source_signature,
+)
+from affinegan_tf.data.square import square_resize
 from affinegan_tf.errors import UserError
-
-if TYPE_CHECKING:
-    from affinegan_tf.data.layout import VideoSource
 
 CACHE_FORMAT_VERSION = 1
 CACHE_FOLDER_NAME = ".affinegan_cache"
-MASK_THRESHOLD = 127
 
 
 def user_cache_dir() -> Path:
@@ -100,80 +108,8 @@ def _writable(folder: Path) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    """What probing a source found: its frame count and native frame size."""
-
-    frames: int
-    width: int
-    height: int
-
-
-def source_files(source: VideoSource) -> tuple[list[Path], list[Path] | None]:
-    """The frame files (or the video file) of a source and its mask files (None without masks)."""
-    if source.kind == "frame_folder":
-        files = video.list_frame_files(source.path)
-    else:
-        files = [source.path]
-    masks = None
-    if source.mask_dir is not None and source.mask_dir.is_dir():
-        masks = video.list_frame_files(source.mask_dir)
-    return files, masks
-
-
-def source_signature(source: VideoSource) -> str:
-    """A hash of the names, sizes and mtimes of every file a source is read from."""
-    frame_files, mask_files = source_files(source)
-    digest = hashlib.sha1()
-    digest.update(f"{CACHE_FORMAT_VERSION}|{source.kind}|{source.mask_dir}".encode())
-    for path in frame_files + (mask_files or []):
-        try:
-            file_stat = path.stat()
-        except OSError:
-            continue  # vanished meanwhile: the decode that follows names it
-        digest.update(f"|{path.name}|{file_stat.st_size}|{file_stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
-
-
 def _path_key(path: Path) -> str:
     return hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:16]
-
-
-def matched_mask_files(source: VideoSource, frame_count: int) -> list[Path]:
-    """The mask file of every frame of `source`, in frame order.
-
-    Masks of a frame folder must have the same names as the frames (the extension may differ);
-    masks of a video file are matched by position and must be as many as its frames.
-
-    Raises:
-        UserError: The mask folder is missing, or the masks' count or names do not match.
-    """
-    mask_dir = source.mask_dir
-    if mask_dir is None:
-        return []
-    if not mask_dir.is_dir():
-        raise UserError(
-            f"Mask folder {mask_dir} for {source.path} is missing: the other videos have mouth "
-            "masks, so every video needs one mask per frame there (same file names)."
-        )
-    mask_files = video.list_frame_files(mask_dir)
-    if len(mask_files) != frame_count:
-        raise UserError(
-            f"Mask folder {mask_dir} has {len(mask_files)} masks but {source.path} has "
-            f"{frame_count} frames: give one mask per frame, with the same file names."
-        )
-    if source.kind != "frame_folder":
-        return mask_files
-    masks_by_stem = {path.stem: path for path in mask_files}
-    frame_files = video.list_frame_files(source.path)
-    missing = [path.name for path in frame_files if path.stem not in masks_by_stem]
-    if missing:
-        shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
-        raise UserError(
-            f"Mask folder {mask_dir} has no mask named like frame(s) {shown} of {source.path}: "
-            "masks must have the same file names as the frames."
-        )
-    return [masks_by_stem[path.stem] for path in frame_files]
 
 
 class FrameCache:
@@ -193,15 +129,14 @@ class FrameCache:
     def probe(self, source: VideoSource) -> VideoInfo:
         """Frame count and size of a source, checking that it can be trained on.
 
-        A video file is decoded once (that is how truncation shows); a frame folder's frames
-        are counted and its first frame read. Masks are checked against the frames. Both the
-        result and a failure are remembered until a file of the source changes.
+        The verdict of `sources.probe_source` (every frame and mask decoded once), remembered,
+        success or failure, until a file of the source changes.
 
         Raises:
-            UserError: The source is unusable (unreadable, truncated, < 2 frames, bad masks);
-                the message names the file.
+            UserError: The source is unusable (unreadable, truncated, oversized, < 2 frames, a
+                corrupt frame, bad masks); the message names the file.
         """
-        signature = source_signature(source)
+        signature = source_signature(source, PROBE_FORMAT_VERSION)
         path = self.folder / f"{_path_key(source.path)}-probe-{signature}.json"
         try:
             record = json.loads(path.read_text())
@@ -209,7 +144,7 @@ class FrameCache:
             record = None
         if record is None:
             try:
-                info = self._probe_uncached(source)
+                info = probe_source(source)
                 record = {"frames": info.frames, "width": info.width, "height": info.height}
             except UserError as error:
                 record = {"error": str(error)}
@@ -218,26 +153,6 @@ class FrameCache:
         if "error" in record:
             raise UserError(record["error"])
         return VideoInfo(int(record["frames"]), int(record["width"]), int(record["height"]))
-
-    def _probe_uncached(self, source: VideoSource) -> VideoInfo:
-        if source.kind == "frame_folder":
-            files = video.list_frame_files(source.path)
-            if len(files) < 2:
-                raise UserError(
-                    f"{source.path} has {len(files)} frame image{'s' if len(files) != 1 else ''}"
-                    f" ({'/'.join(video.IMAGE_EXTENSIONS)}); a training video needs at least 2."
-                )
-            first = video.read_image(files[0])
-            count = len(files)
-        else:
-            count, first = video.probe_video_file(source.path)
-            if count < 2:
-                raise UserError(
-                    f"{source.path} has {count} frame{'s' if count != 1 else ''}; a training "
-                    "video needs at least 2 (the neutral frame first). Remove it."
-                )
-        matched_mask_files(source, count)
-        return VideoInfo(count, int(first.shape[1]), int(first.shape[0]))
 
     # ------------------------------------------------------------------------- frames
 
@@ -253,7 +168,8 @@ class FrameCache:
         margin = float(face_margin) if face_crop else 0.0
         params = f"{CACHE_FORMAT_VERSION}|{load_size}|{bool(face_crop)}|{margin:.6f}|{max_frames}"
         params_key = hashlib.sha1(params.encode()).hexdigest()[:12]
-        stem = f"{_path_key(source.path)}-{params_key}-{source_signature(source)}"
+        signature = source_signature(source, CACHE_FORMAT_VERSION)
+        stem = f"{_path_key(source.path)}-{params_key}-{signature}"
         return self.folder / f"{stem}.frames.npy", self.folder / f"{stem}.masks.npy"
 
     def is_cached(
@@ -324,25 +240,25 @@ class FrameCache:
         indices = video.select_frames(info.frames, max_frames)
         box: tuple[int, int, int] | None = None
         native_size: tuple[int, int] | None = None
-
-        def to_load_size(frame: np.ndarray) -> np.ndarray:
-            nonlocal box, native_size
-            if native_size is None:  # the first kept frame is the neutral frame
+        frames = []
+        for index, frame in video.iter_frames(source.path, indices):
+            if index == indices[0]:  # the neutral frame
                 native_size = frame.shape[:2]
                 if face_crop:
-                    from affinegan_tf.data.faces import face_box
-
-                    box = face_box(frame, face_margin, f"the neutral frame of {source.path}")
-            return video.square_resize(frame, load_size, box)
-
-        frames = video.read_frames_at(source.path, indices, transform=to_load_size)
+                    box = face_box(frame, face_margin, neutral_frame_name(source))
+            frames.append(square_resize(frame, load_size, box))
+        if len(frames) < len(indices):
+            raise UserError(
+                f"{source.path} has fewer frames than when it was checked: it changed while it "
+                "was read. Run again."
+            )
         if source.mask_dir is None:
-            return frames, None
+            return np.stack(frames), None
         mask_files = matched_mask_files(source, info.frames)
         masks = np.stack(
-            [_read_mask(mask_files[index], native_size, load_size, box) for index in indices]
+            [read_mask(mask_files[index], native_size, load_size, box) for index in indices]
         )
-        return frames, masks
+        return np.stack(frames), masks
 
     # ------------------------------------------------------------------------- files
 
@@ -367,15 +283,6 @@ class FrameCache:
                     path.unlink()
 
 
-def _read_mask(
-    path: Path,
-    frame_size: tuple[int, int] | None,
-    load_size: int,
-    box: tuple[int, int, int] | None,
-) -> np.ndarray:
-    """One mask file -> uint8 [L, L, 1] of 0/255, cropped exactly like its frame."""
-    mask = video.read_image(path).max(axis=2)
-    if frame_size is not None and mask.shape != tuple(frame_size):
-        mask = cv2.resize(mask, (frame_size[1], frame_size[0]), interpolation=cv2.INTER_NEAREST)
-    mask = video.square_resize(mask[:, :, np.newaxis], load_size, box)
-    return np.where(mask > MASK_THRESHOLD, 255, 0).astype(np.uint8)
+def neutral_frame_name(source: VideoSource) -> str:
+    """How messages name a source's neutral frame (the face check of --face-crop uses it)."""
+    return f"the neutral frame of {source.path}"

@@ -17,40 +17,18 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from affinegan_tf.data import video
-from affinegan_tf.data.cache import CACHE_FOLDER_NAME, FrameCache, resolve_cache_dir
-from affinegan_tf.errors import UserError
-
-SourceKind = Literal["video_file", "frame_folder"]
-
-
-class DataWarning(UserWarning):
-    """Some videos of a data set were skipped; the message lists each with the reason."""
-
-
-@dataclass
-class VideoSource:
-    """One training video: a video file or a folder of frames, with its optional mask folder.
-
-    Attributes:
-        name: Folder name or file stem, unique within the data set.
-        path: The video file or frame folder.
-        kind: "video_file" or "frame_folder".
-        mask_dir: Folder of one mouth mask per frame, or None.
-        frames: Number of frames in the source (from the probe; 0 before probing).
-        width: Native frame width in pixels (0 before probing).
-        height: Native frame height in pixels (0 before probing).
-    """
-
-    name: str
-    path: Path
-    kind: SourceKind
-    mask_dir: Path | None = None
-    frames: int = 0
-    width: int = 0
-    height: int = 0
+from affinegan_tf.data import media_files, video
+from affinegan_tf.data.cache import (
+    CACHE_FOLDER_NAME,
+    FrameCache,
+    neutral_frame_name,
+    resolve_cache_dir,
+)
+from affinegan_tf.data.faces import face_box
+from affinegan_tf.data.sources import SourceKind, VideoSource
+from affinegan_tf.errors import DataWarning, UserError
 
 
 @dataclass
@@ -80,9 +58,9 @@ def _visible_entries(folder: Path) -> list[Path]:
     entries = [
         path
         for path in folder.iterdir()
-        if not video.is_hidden(path) and path.name != CACHE_FOLDER_NAME
+        if not media_files.is_hidden(path) and path.name != CACHE_FOLDER_NAME
     ]
-    return sorted(entries, key=lambda path: video.natural_sort_key(path.name))
+    return sorted(entries, key=lambda path: media_files.natural_sort_key(path.name))
 
 
 def _resolve_videos_dir(root: Path, split: str) -> tuple[Path, Path | None, Path | None, str]:
@@ -115,9 +93,9 @@ def _candidates(
 ) -> tuple[list[VideoSource], list[tuple[str, str]]]:
     """Lists what in `videos_dir` could be a video; other entries go to the skipped list."""
     entries = _visible_entries(videos_dir)
-    images = [path for path in entries if path.is_file() and video.is_image_file(path)]
+    images = [path for path in entries if path.is_file() and media_files.is_image_file(path)]
     folders = [path for path in entries if path.is_dir()]
-    video_files = [path for path in entries if path.is_file() and video.is_video_file(path)]
+    video_files = [path for path in entries if path.is_file() and media_files.is_video_file(path)]
     if images and not folders and not video_files:
         # The folder itself is a frame folder: one video.
         return [VideoSource(videos_dir.name, videos_dir, "frame_folder")], []
@@ -129,10 +107,10 @@ def _candidates(
         if path.is_dir():
             kind: SourceKind = "frame_folder"
             name = path.name
-        elif video.is_video_file(path):
+        elif media_files.is_video_file(path):
             kind = "video_file"
             name = path.stem
-        elif video.is_image_file(path):
+        elif media_files.is_image_file(path):
             skipped.append(
                 (
                     str(path),
@@ -144,7 +122,8 @@ def _candidates(
             skipped.append(
                 (
                     str(path),
-                    f"not a video ({', '.join(video.VIDEO_EXTENSIONS)}) or a folder of frames",
+                    f"not a video ({', '.join(media_files.VIDEO_EXTENSIONS)}) or a folder of "
+                    "frames",
                 )
             )
             continue
@@ -225,7 +204,7 @@ def find_videos(
         test_items = [
             path
             for path in _visible_entries(test_dir)
-            if path.is_dir() or video.is_image_file(path) or video.is_video_file(path)
+            if path.is_dir() or media_files.is_image_file(path) or media_files.is_video_file(path)
         ]
     index = DatasetIndex(
         root=root,
@@ -289,13 +268,12 @@ def inspect_data(
     skipped = list(index.skipped)
     boxes: dict[str, list[int]] = {}
     if face_crop:
-        from affinegan_tf.data.faces import face_box
-
         kept = []
         for source in videos:
             try:
+                # The same frame and the same check as FrameCache.load with face_crop.
                 neutral = video.read_frames_at(source.path, [0])[0]
-                box = face_box(neutral, face_margin, f"the neutral frame of {source.path}")
+                box = face_box(neutral, face_margin, neutral_frame_name(source))
             except UserError as error:
                 if strict:
                     raise UserError(f"{error} (--strict: every video must be usable)") from None

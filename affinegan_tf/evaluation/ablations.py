@@ -23,11 +23,11 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from affinegan_tf.data.synthetic import write_toy_dataset
 from affinegan_tf.errors import UserError
 from affinegan_tf.evaluation.evaluate import evaluate_model
 from affinegan_tf.machine_load import OtherProcessesCpu
 from affinegan_tf.recipes import resolve_config
+from affinegan_tf.toy import write_toy_dataset
 from affinegan_tf.training import fit
 
 VARIANTS = {

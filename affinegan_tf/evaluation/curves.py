@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from affinegan_tf.checkpoints import load_model
-from affinegan_tf.data import video as video_io
+from affinegan_tf.data import media_files
+from affinegan_tf.data.images import read_image
+from affinegan_tf.data.square import square_resize
+from affinegan_tf.data.video import read_frames_at
 from affinegan_tf.errors import UserError
 from affinegan_tf.evaluation.plots import line_plot, write_png
 from affinegan_tf.run_folder import CONFIG_FILE, is_run_folder
@@ -53,22 +56,16 @@ def read_video_frames(video: str | Path, image_size: int) -> tuple[np.ndarray, l
     """
     path = Path(video)
     if path.is_dir():
-        files = video_io.list_frame_files(path)
+        files = media_files.list_frame_files(path)
         if not files:
             raise UserError(
-                f"{path} holds no frame or photo files ({'/'.join(video_io.IMAGE_EXTENSIONS)})."
+                f"{path} holds no frame or photo files ({'/'.join(media_files.IMAGE_EXTENSIONS)})."
             )
-        frames = np.stack(
-            [video_io.square_resize(video_io.read_image(file), image_size) for file in files]
-        )
+        frames = np.stack([square_resize(read_image(file), image_size) for file in files])
         return frames, [file.name for file in files]
-    if path.is_file() and video_io.is_image_file(path):
-        return video_io.square_resize(video_io.read_image(path), image_size)[np.newaxis], [
-            path.name
-        ]
-    frames = video_io.read_frames_at(
-        path, transform=lambda frame: video_io.square_resize(frame, image_size)
-    )
+    if path.is_file() and media_files.is_image_file(path):
+        return square_resize(read_image(path), image_size)[np.newaxis], [path.name]
+    frames = read_frames_at(path, transform=lambda frame: square_resize(frame, image_size))
     return frames, [f"frame {index}" for index in range(len(frames))]
 
 
@@ -81,7 +78,7 @@ def _neutral_frame(neutral: str | Path | None, frames: np.ndarray, image_size: i
         if index >= len(frames):
             raise UserError(f"--neutral {index}: the video has only {len(frames)} frames.")
         return frames[index]
-    return video_io.square_resize(video_io.read_image(text), image_size)
+    return square_resize(read_image(text), image_size)
 
 
 def infer_frame_intensities(model, neutral: np.ndarray, frames: np.ndarray) -> np.ndarray:

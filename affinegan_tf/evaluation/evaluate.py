@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from affinegan_tf.data.layout import find_videos
-from affinegan_tf.data.video import read_frames_at, select_frames, square_resize
+from affinegan_tf.data.square import square_resize
+from affinegan_tf.data.video import read_frames_at, select_frames
 from affinegan_tf.errors import UserError
 from affinegan_tf.evaluation.curves import load_trained_model
 from affinegan_tf.evaluation.embeddings import check_installed, upsample_count

@@ -1,4 +1,5 @@
-"""`affinegan-tf export`: a trained run -> SavedModel, TFLite and ONNX files plus manifest.json.
+"""`affinegan-tf export`: a trained run -> SavedModel, TFLite, ONNX files, a browser page (web/)
+plus manifest.json.
 
 The export is built in a temporary sibling folder and renamed into place at the end, so a failed or
 interrupted export leaves nothing half-written behind. Every artefact is reloaded and compared with
@@ -24,8 +25,12 @@ from affinegan_tf.export.backends import MANIFEST_FILE
 from affinegan_tf.files import replace_folder
 from affinegan_tf.run_folder import INTENSITY_RANGE_FILE, read_intensity_range
 
-FORMATS = ("savedmodel", "tflite", "onnx")
+FORMATS = ("savedmodel", "tflite", "onnx", "web")
+# What `export` writes when no formats are given; "all" is every one of FORMATS.
+DEFAULT_FORMATS = ("savedmodel", "tflite", "onnx")
 _FORMAT_ALIASES = {"saved_model": "savedmodel", "savedmodel": "savedmodel", "tflite": "tflite"}
+# The optional packages each format needs (a key of errors.EXTRA_MODULES).
+_FORMAT_EXTRAS = {"tflite": "tflite", "onnx": "onnx", "web": "onnx"}
 
 # Max abs difference from the Keras generator on the [-1, 1] scale (uint8 levels for SavedModel).
 TOLERANCES = {
@@ -33,6 +38,7 @@ TOLERANCES = {
     "tflite": 1e-4,
     "tflite_fp16": 5e-3,
     "onnx": 1e-4,
+    "web": 1e-4,
 }
 PARITY_INTENSITIES = (0.0, 0.5, 1.0, 1.5)
 
@@ -59,17 +65,19 @@ def normalisation() -> dict:
 
 def _check_formats(formats) -> list[str]:
     chosen = []
-    for name in formats or FORMATS:
+    for name in formats or DEFAULT_FORMATS:
         key = _FORMAT_ALIASES.get(name.strip().lower(), name.strip().lower())
-        if key not in FORMATS:
-            raise UserError(f"Unknown export format {name!r}; choose from {', '.join(FORMATS)}.")
-        if key not in chosen:
-            chosen.append(key)
+        keys = FORMATS if key == "all" else (key,)
+        if not set(keys) <= set(FORMATS):
+            raise UserError(
+                f"Unknown export format {name!r}; choose from {', '.join(FORMATS)}, or all."
+            )
+        chosen += [key for key in keys if key not in chosen]
     if not chosen:
-        raise UserError(f"Give at least one export format ({', '.join(FORMATS)}).")
+        raise UserError(f"Give at least one export format ({', '.join(FORMATS)}, or all).")
     for key in chosen:
-        if key != "savedmodel":
-            require_extra(key, f"Exporting {key}")
+        if key in _FORMAT_EXTRAS:
+            require_extra(_FORMAT_EXTRAS[key], f"Exporting {key}")
     return chosen
 
 
@@ -173,6 +181,16 @@ def _check_parity(generator, staging: Path, written: dict[str, list[Path]]) -> l
         frames = onnx_export.run_onnx(onnx_export.session(path), face_unit, intensities)
         difference = _max_difference(signature.unit_to_model_range(frames), reference)
         record(path, "onnx", difference, "[-1, 1]")
+    if written.get("web"):
+        encode_path, decode_path = written["web"]
+        frames = onnx_export.run_onnx_pair(
+            onnx_export.session(encode_path),
+            onnx_export.session(decode_path),
+            face_unit,
+            intensities,
+        )
+        difference = _max_difference(signature.unit_to_model_range(frames), reference)
+        record(encode_path, "web", difference, "[-1, 1]", partner=decode_path)
     return results
 
 
@@ -182,7 +200,7 @@ def _check_parity(generator, staging: Path, written: dict[str, list[Path]]) -> l
 def export_generator(
     generator,
     out_dir: str | Path,
-    formats=FORMATS,
+    formats=DEFAULT_FORMATS,
     fp16: bool = False,
     preset: str | None = None,
     source: dict | None = None,
@@ -193,7 +211,7 @@ def export_generator(
     Args:
         generator: A built AffineGenerator.
         out_dir: Export folder (e.g. exported/NAME); created, or replaced if it holds an export.
-        formats: Any of "savedmodel", "tflite", "onnx".
+        formats: Any of "savedmodel", "tflite", "onnx", "web" (the browser page), or "all".
         fp16: Also write float16-weight TFLite files.
         preset: Preset name recorded in the manifest.
         source: Where the weights came from (run folder, checkpoint), recorded as given.
@@ -204,7 +222,7 @@ def export_generator(
         ExportParityError: An artefact does not reproduce the Keras generator.
     """
     from affinegan_tf.export import onnx as onnx_export
-    from affinegan_tf.export import saved_model, signature, tflite, tflite_gpu
+    from affinegan_tf.export import saved_model, signature, tflite, tflite_gpu, web
 
     chosen = _check_formats(formats)
     out_dir = Path(out_dir)
@@ -239,13 +257,21 @@ def export_generator(
                 ops = onnx_export.onnx_op_counts(path)
                 details[path.as_posix()] = {
                     "format": "onnx",
-                    "description": onnx_export.ONNX_MODELS[path.stem],
+                    "description": onnx_export.describe_model(path.stem),
                     "io": onnx_export.onnx_io(path),
                     "ops": ops,
                     "mobile_forbidden_ops": [
                         op for op in onnx_export.MOBILE_FORBIDDEN_OPS if op in ops
                     ],
                     "mobile_usability": onnx_export.mobile_usability(path),
+                }
+        if "web" in chosen:
+            written["web"] = web.export_web(generator, staging, intensity_range)
+            for path in written["web"]:
+                details[path.as_posix()] = {
+                    "format": "web",
+                    "description": onnx_export.describe_model(path.stem),
+                    "io": onnx_export.onnx_io(path),
                 }
         parity = _check_parity(generator, staging, written)
         files = []
@@ -298,7 +324,7 @@ def export_generator(
 
 
 def export_model(
-    model_path: str | Path, out_dir: str | Path, formats=FORMATS, fp16: bool = False
+    model_path: str | Path, out_dir: str | Path, formats=DEFAULT_FORMATS, fp16: bool = False
 ) -> dict:
     """`affinegan-tf export`: exports the latest checkpoint of a training run folder.
 

@@ -5,6 +5,10 @@ Two graphs, both traced from `export/signature.py`:
   -> frames float32 [1, S, S, 3] in [0, 1]. Fixed shapes, what NNAPI and CoreML need.
 - `generate_frames.onnx` (dynamic batch): the same image, intensities float32 [N]
   -> frames [N, S, S, 3]; encodes once and decodes all N as one batch (server / desktop).
+
+The browser page (`export/web.py`) uses a third pair, `encode.onnx` (image -> base_i, delta_i
+features, once per photo) and `decode.onnx` (features + intensity [1] -> frame, once per slider
+position), the same split as the TFLite encode / decode pair.
 """
 
 from __future__ import annotations
@@ -22,19 +26,34 @@ ONNX_MODELS = {
     "generate_one": "static shapes: image [1,S,S,3] in [0,1] + intensity [1] -> [1,S,S,3]",
     "generate_frames": "dynamic N: image [1,S,S,3] in [0,1] + intensities [N] -> [N,S,S,3]",
 }
+# Written only for the browser page (into web/models/), on request.
+SPLIT_ONNX_MODELS = {
+    "encode": "run once per photo: image [1,S,S,3] in [0,1] -> base_i, delta_i features",
+    "decode": "run once per intensity: base_i, delta_i features + intensity [1] -> frame in [0,1]",
+}
 # The mobile preset must export to graphs NNAPI / CoreML take whole; these are what transposed
 # convolutions, broadcasting by copy, UpSampling2D's repeat and 1/sqrt turn into.
 MOBILE_FORBIDDEN_OPS = ("ConvTranspose", "Expand", "Tile", "Reciprocal")
 
 
 def _function(generator: AffineGenerator, model: str):
-    if model == "generate_one":
-        return signature.make_generate_one(generator)
-    return signature.make_generate_frames(generator, num_intensities=None)
+    factories = {
+        "generate_one": signature.make_generate_one,
+        "generate_frames": lambda model: signature.make_generate_frames(model, None),
+        "encode": signature.make_encode,
+        "decode": signature.make_decode,
+    }
+    return factories[model](generator)
 
 
-def export_onnx(generator: AffineGenerator, out_dir: Path) -> list[Path]:
-    """Writes generate_one.onnx and generate_frames.onnx; returns their paths.
+def describe_model(name: str) -> str:
+    """What an exported ONNX file (by stem) takes and returns."""
+    return {**ONNX_MODELS, **SPLIT_ONNX_MODELS}[name]
+
+
+def export_onnx(generator: AffineGenerator, out_dir: Path, models=tuple(ONNX_MODELS)) -> list[Path]:
+    """Writes `<model>.onnx` for each of `models` (default generate_one and generate_frames;
+    `SPLIT_ONNX_MODELS` names the encode / decode pair); returns their paths.
 
     tf2onnx keeps a fresh copy of every constant each time one of its optimisers runs (tens of
     copies of the weights: > 20 GB for the paper model), so the graph is converted with the
@@ -49,7 +68,7 @@ def export_onnx(generator: AffineGenerator, out_dir: Path) -> list[Path]:
         for index, variable in enumerate(signature.float_variables(generator))
     }
     written = []
-    for model in ONNX_MODELS:
+    for model in models:
         traced = _function(generator, model)
         function, specs, names = signature.with_weight_inputs(traced, generator)
         proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=OPSET)
@@ -176,6 +195,22 @@ def mobile_usability(path: Path) -> dict:
             "suitability": info.suitability().name,
         }
     return report
+
+
+def run_onnx_pair(encode_session, decode_session, image: np.ndarray, intensities) -> np.ndarray:
+    """encode.onnx once, then decode.onnx once per intensity, as the browser page runs them.
+
+    Returns:
+        [N, S, S, 3] float32 in [0, 1] (not clipped).
+    """
+    feature_names = [item.name for item in encode_session.get_outputs()]
+    features = dict(zip(feature_names, encode_session.run(None, {"image": image}), strict=True))
+    intensities = np.asarray(intensities, np.float32).reshape(-1)
+    frames = [
+        decode_session.run(["frames"], {**features, "intensity": intensities[i : i + 1]})[0]
+        for i in range(len(intensities))
+    ]
+    return np.concatenate(frames, axis=0)
 
 
 def run_onnx(model_session, image: np.ndarray, intensities) -> np.ndarray:
