@@ -213,10 +213,11 @@ class AffineGAN(keras.Model):
         decode_intensities = (
             intensities if self.config.intensity == "mlp" else ops.stop_gradient(intensities)
         )
+        # [B, K] intensities against the B neutral encodings: broadcast, not K repeated copies.
         combined = self.generator.combine(
-            [ops.repeat(features, repeats, axis=0) for features in neutral_base],
-            [ops.repeat(features, repeats, axis=0) for features in delta],
-            decode_intensities,
+            neutral_base,
+            delta,
+            ops.reshape(decode_intensities, (-1, repeats)),
             training=training,
         )
         # Fakes and reconstructions De(E0(I_t)) in one decoder call.
@@ -250,7 +251,14 @@ class AffineGAN(keras.Model):
         return loss
 
     def _apply(self, optimizer, tape, scaled_loss, variables):
-        optimizer.apply(tape.gradient(scaled_loss, variables), variables)
+        # The biases of convs feeding instance norm are not in the graph (layers.NormalisedConv2D):
+        # their gradient is exactly zero, so Adam leaves them as they are.
+        gradients = tape.gradient(scaled_loss, variables)
+        gradients = [
+            ops.zeros_like(variable) if gradient is None else gradient
+            for gradient, variable in zip(gradients, variables, strict=True)
+        ]
+        optimizer.apply(gradients, variables)
 
     def _discriminator_step(self, batch, forward: GeneratorForward) -> dict:
         """One update of every discriminator on real pairs and detached fakes."""
