@@ -26,6 +26,7 @@ LOAD_SIZE_RATIO = 286 / 256
 UPSAMPLE_MODES = ("transpose", "resize")
 INTENSITY_MODES = ("affine", "mlp", "temporal")
 LOCAL_D_MODES = ("auto", "on", "off")
+MIXED_PRECISION_DTYPES = ("float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,11 @@ class TrainConfig:
         checkpoint_every: Steps between checkpoints (and sample GIFs).
         keep_checkpoints: Checkpoints kept on disk.
         log_every: Steps between TensorBoard scalar writes.
-        mixed_precision: Train with float16 compute and loss scaling (for GPUs).
+        mixed_precision: Train with reduced-precision compute (`mixed_precision_dtype`), keeping
+            float32 weights.
+        mixed_precision_dtype: "float16" (with loss scaling; for GPUs) or "bfloat16" (no loss
+            scaling needed; for CPUs with AVX512-BF16 / AMX and recent GPUs). Only read when
+            `mixed_precision` is on.
         seed: Seed of every random choice of the run (data order, crops, noise, weights).
     """
 
@@ -160,6 +165,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 50
     mixed_precision: bool = False
+    mixed_precision_dtype: str = "float16"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -171,6 +177,21 @@ class TrainConfig:
             raise UserError(f"steps must be >= 1, got {self.steps}.")
         if self.epochs < 1:
             raise UserError(f"epochs must be >= 1, got {self.epochs}.")
+        if self.mixed_precision_dtype not in MIXED_PRECISION_DTYPES:
+            raise UserError(
+                f"mixed_precision_dtype must be one of {MIXED_PRECISION_DTYPES}, "
+                f"got {self.mixed_precision_dtype!r}."
+            )
+
+    @property
+    def precision_policy(self) -> str:
+        """The Keras dtype policy to build the model under ("float32" or "mixed_<dtype>")."""
+        return f"mixed_{self.mixed_precision_dtype}" if self.mixed_precision else "float32"
+
+    @property
+    def loss_scaling(self) -> bool:
+        """Whether the optimisers need loss scaling (float16 only: bfloat16 has float32's range)."""
+        return self.mixed_precision and self.mixed_precision_dtype == "float16"
 
     def total_steps(self, num_videos: int) -> int:
         """Total generator steps for a data set of `num_videos` videos."""

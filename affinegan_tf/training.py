@@ -25,6 +25,7 @@ from keras import ops
 
 from affinegan_tf import config as config_module
 from affinegan_tf.checkpoints import CONFIG_FILE, TrainingCheckpoint
+from affinegan_tf.compute_settings import apply_compute_settings
 from affinegan_tf.config import DataConfig, RunConfig, TrainConfig
 from affinegan_tf.errors import UserError
 
@@ -245,7 +246,7 @@ def build_model(run_config: RunConfig, total_steps: int):
     def optimizer(name):
         rate = ConstantThenLinearDecay(train.learning_rate, total_steps, decay_steps)
         adam = keras.optimizers.Adam(rate, beta_1=train.beta_1, beta_2=train.beta_2, name=name)
-        return keras.optimizers.LossScaleOptimizer(adam) if train.mixed_precision else adam
+        return keras.optimizers.LossScaleOptimizer(adam) if train.loss_scaling else adam
 
     model = AffineGAN(
         model_config,
@@ -280,7 +281,7 @@ def measure_steps_per_second(run_config: RunConfig, steps: int = 40, warmup: int
     Timed between batch ends inside one fit() call, so fit's own start-up is not counted.
     The local discriminator is used when the config says "on" (resolve "auto" first).
     """
-    tf.config.optimizer.set_experimental_options({"remapping": False})
+    apply_compute_settings()
     model = build_model(run_config, total_steps=10_000)
     dataset = tf.data.Dataset.from_tensors(random_batch(run_config)).repeat()
     marks: dict[int, float] = {}
@@ -530,12 +531,9 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
     )
     total_steps = run_config.train.total_steps(len(training_set.names))
 
-    # Grappler's remapper fails on this graph (LeakyReluGrad reads a BiasAdd it fuses away), logs
-    # an error and leaves the graph unchanged, so switching it off loses nothing (measured) and
-    # keeps the output clean.
-    tf.config.optimizer.set_experimental_options({"remapping": False})
+    apply_compute_settings()
     if run_config.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+        keras.mixed_precision.set_global_policy(run_config.train.precision_policy)
     strategy = distribution_strategy()
     _refuse_multi_worker_fit(strategy)
     resuming = prepare_run_dir(run_dir, run_config, force)
@@ -648,6 +646,7 @@ def fit_from_flags(
     learning_rate: float | None = None,
     checkpoint_every: int | None = None,
     mixed_precision: bool | None = None,
+    mixed_precision_dtype: str | None = None,
     intensity: str | None = None,
     intensity_discriminator: str | None = None,
     strict: bool | None = None,
@@ -676,6 +675,7 @@ def fit_from_flags(
             "learning_rate": learning_rate,
             "checkpoint_every": checkpoint_every,
             "mixed_precision": mixed_precision,
+            "mixed_precision_dtype": mixed_precision_dtype,
         },
     )
     run_dir = Path(out) if out else default_run_dir(data)
