@@ -202,8 +202,11 @@ class AffineGAN(keras.Model):
 
         # E0 on the neutral frames and all targets in one call.
         base_all = self.generator.base_encoder(ops.concatenate([neutral, targets], axis=0))
-        neutral_base = [features[:count] for features in base_all]
-        target_base = [features[count:] for features in base_all]
+        # tf.split, not slicing: the gradient of a split is one concat, that of two slices two
+        # full-size StridedSliceGrads and an add (7-16x slower on 256-size feature maps).
+        neutral_base, target_base = zip(
+            *(tf.split(features, [count, -1], axis=0) for features in base_all), strict=True
+        )
         delta = self.generator.delta_encoder(neutral)
 
         intensities = self._intensities(
@@ -228,13 +231,13 @@ class AffineGAN(keras.Model):
             ],
             training=training,
         )
-        total = ops.shape(targets)[0]
+        fakes, reconstructions = tf.split(decoded, 2, axis=0)
         return GeneratorForward(
             neutral_repeated=ops.repeat(neutral, repeats, axis=0),
             targets=targets,
             masks=masks,
-            fakes=decoded[:total],
-            reconstructions=decoded[total:],
+            fakes=fakes,
+            reconstructions=reconstructions,
             intensities=ops.reshape(intensities, (-1, repeats)),
         )
 
