@@ -13,7 +13,8 @@ memory. Beside each figure, in the same JSON line:
 - `other_processes_cpu_cores`: other processes' CPU use while timing (from /proc/stat), so that
   figures from a shared machine can be judged;
 - `cpu_model` (with the bf16 / AMX flags the CPU has), `cpu_seconds_per_step` (this process's
-  CPU time: less sensitive to other processes than wall time) and
+  CPU time: less sensitive to other processes than wall time) beside `cpu_floor_seconds_per_step`
+  (FLOPs / the conv's GFLOP per CPU second) and `cpu_ratio_to_floor`, and
   `minor_page_faults_per_step` (fresh pages touched per step: an allocator that returns memory
   to the system pays them every step).
 
@@ -57,8 +58,13 @@ def cpu_model() -> str:
     return f"{name} (family {family} model {model}; {' '.join(features) or 'no avx512'})"
 
 
-def conv_throughput() -> float:
-    """GFLOP/s of a 3x3, 128 -> 128 channel convolution on 64 x 64 x 8 inputs (tf.function)."""
+def conv_throughput() -> tuple[float, float]:
+    """A 3x3, 128 -> 128 channel convolution on 64 x 64 x 8 inputs (tf.function).
+
+    Returns:
+        (GFLOP per second of wall time, GFLOP per second of this process's CPU time). The second
+        is the floor for `cpu_seconds_per_step`: much less sensitive to other processes.
+    """
     import tensorflow as tf
 
     inputs = tf.random.uniform((8, 64, 64, 128))
@@ -66,12 +72,13 @@ def conv_throughput() -> float:
     convolve = tf.function(lambda: tf.nn.conv2d(inputs, kernel, 1, "SAME"))
     flop = 2 * 8 * 64 * 64 * 128 * 128 * 9
     convolve().numpy()
-    times = []
+    times, cpu_times = [], []
     for _ in range(10):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         convolve().numpy()
         times.append(time.perf_counter() - started)
-    return flop / statistics.median(times) / 1e9
+        cpu_times.append(time.process_time() - cpu_started)
+    return flop / statistics.median(times) / 1e9, flop / statistics.median(cpu_times) / 1e9
 
 
 def step_gflop(model, batch) -> float | None:
@@ -109,7 +116,7 @@ def measure_one(
         RunConfig(), preset=PRESET_FOR_SIZE[size], model=model_config, train=train_config
     )
     keras.mixed_precision.set_global_policy(train_config.precision_policy)
-    gflops_conv = conv_throughput()
+    gflops_conv, gflops_conv_cpu = conv_throughput()
     model = build_model(run_config, total_steps=100_000)
     batch = random_batch(run_config)
     gflop = step_gflop(model, batch)
@@ -139,6 +146,7 @@ def measure_one(
         "minor_page_faults_per_step": round(statistics.median(faults)),
         "peak_memory_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
         "conv_gflops": round(gflops_conv, 1),
+        "conv_gflop_per_cpu_second": round(gflops_conv_cpu, 1),
         "gflop_per_step": None if gflop is None else round(gflop, 2),
         "other_processes_cpu_cores": None if load.cores is None else round(load.cores, 3),
         "cpu_model": cpu_model(),
@@ -149,6 +157,9 @@ def measure_one(
         floor = gflop / gflops_conv
         figures["floor_seconds_per_step"] = round(floor, 4)
         figures["ratio_to_floor"] = round((1 / rate) / floor, 2)
+        cpu_floor = gflop / gflops_conv_cpu
+        figures["cpu_floor_seconds_per_step"] = round(cpu_floor, 4)
+        figures["cpu_ratio_to_floor"] = round(statistics.median(cpu_times) / cpu_floor, 2)
     return figures
 
 
