@@ -107,7 +107,8 @@ def _fit(args: argparse.Namespace) -> int:
         seed=args.seed,
         learning_rate=args.learning_rate,
         checkpoint_every=args.checkpoint_every,
-        mixed_precision=args.mixed_precision,
+        mixed_precision=None if args.mixed_precision is None else True,
+        mixed_precision_dtype=args.mixed_precision,
         intensity=args.intensity,
         intensity_discriminator=args.intensity_discriminator,
         strict=args.strict,
@@ -270,7 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int)
     fit.add_argument("--learning-rate", type=float)
     fit.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    fit.add_argument("--mixed-precision", action="store_true", default=None)
+    fit.add_argument(
+        "--mixed-precision",
+        nargs="?",
+        const="float16",
+        choices=("float16", "bfloat16"),
+        help="reduced-precision compute: float16 (default; GPUs, with loss scaling) or "
+        "bfloat16 (CPUs with AVX512-BF16/AMX, recent GPUs)",
+    )
     fit.add_argument("--intensity", choices=("affine", "mlp", "temporal"), help="ablations")
     fit.add_argument(
         "--intensity-discriminator", choices=("on", "off"), help="'off' is the no-D_a ablation"

@@ -27,6 +27,7 @@ UPSAMPLE_MODES = ("transpose", "resize")
 INTENSITY_MODES = ("affine", "mlp", "temporal")
 INTENSITY_FORMULAS = ("paper", "authors_code")
 LOCAL_D_MODES = ("auto", "on", "off")
+MIXED_PRECISION_DTYPES = ("float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,11 @@ class TrainConfig:
             `steps_per_execution`): fewer round trips to the host, which matters where steps are
             short (GPUs); a Ctrl-C then stops at the end of the current group of steps. Must
             divide `checkpoint_every` and `log_every`. 1 measured fastest on CPUs.
-        mixed_precision: Train with float16 compute and loss scaling (for GPUs).
+        mixed_precision: Train with reduced-precision compute (`mixed_precision_dtype`), keeping
+            float32 weights.
+        mixed_precision_dtype: "float16" (with loss scaling; for GPUs) or "bfloat16" (no loss
+            scaling needed; for CPUs with AVX512-BF16 / AMX and recent GPUs). Only read when
+            `mixed_precision` is on.
         seed: Seed of every random choice of the run (data order, crops, noise, weights).
     """
 
@@ -174,6 +179,7 @@ class TrainConfig:
     log_every: int = 50
     steps_per_execution: int = 1
     mixed_precision: bool = False
+    mixed_precision_dtype: str = "float16"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -191,6 +197,21 @@ class TrainConfig:
                 f"steps_per_execution must be >= 1 and divide checkpoint_every "
                 f"({self.checkpoint_every}) and log_every ({self.log_every}), got {group}."
             )
+        if self.mixed_precision_dtype not in MIXED_PRECISION_DTYPES:
+            raise UserError(
+                f"mixed_precision_dtype must be one of {MIXED_PRECISION_DTYPES}, "
+                f"got {self.mixed_precision_dtype!r}."
+            )
+
+    @property
+    def precision_policy(self) -> str:
+        """The Keras dtype policy to build the model under ("float32" or "mixed_<dtype>")."""
+        return f"mixed_{self.mixed_precision_dtype}" if self.mixed_precision else "float32"
+
+    @property
+    def loss_scaling(self) -> bool:
+        """Whether the optimisers need loss scaling (float16 only: bfloat16 has float32's range)."""
+        return self.mixed_precision and self.mixed_precision_dtype == "float16"
 
     def total_steps(self, num_videos: int) -> int:
         """Total generator steps for a data set of `num_videos` videos."""

@@ -107,7 +107,10 @@ class AffineGenerator(keras.Model):
         return self.base_encoder(images), self.delta_encoder(images)
 
     def combine(self, base_features, delta_features, intensities, training=False):
-        """base + a * delta at every level, plus N(0, noise_std) noise when training."""
+        """base + a * delta at every level, plus N(0, noise_std) noise when training.
+
+        `intensities` is [N] or [B, K] (see `affine_combine`).
+        """
         combined = []
         for base, delta in zip(base_features, delta_features, strict=True):
             values = affine_combine(base, delta, intensities)
@@ -148,8 +151,8 @@ class PatchDiscriminator(keras.Model):
         specs = [(ndf, 2, False), (ndf * 2, 2, True), (ndf * 4, 2, True), (ndf * 8, 1, True)]
         self.pad = layers.ZeroPadding2D(1)
         self.convs = [
-            _conv(filters, 4, strides, name=f"conv_{index}", padding="valid")
-            for index, (filters, strides, _) in enumerate(specs)
+            _conv(filters, 4, strides, name=f"conv_{index}", padding="valid", normalised=normalise)
+            for index, (filters, strides, normalise) in enumerate(specs)
         ]
         self.norms = [
             InstanceNorm(name=f"norm_{index}") if normalise else None

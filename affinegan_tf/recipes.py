@@ -115,6 +115,7 @@ def config_from_flags(
     learning_rate: float | None = None,
     checkpoint_every: int | None = None,
     mixed_precision: bool | None = None,
+    mixed_precision_dtype: str | None = None,
     intensity: str | None = None,
     intensity_discriminator: str | None = None,
     strict: bool | None = None,
@@ -143,5 +144,6 @@ def config_from_flags(
             "learning_rate": learning_rate,
             "checkpoint_every": checkpoint_every,
             "mixed_precision": mixed_precision,
+            "mixed_precision_dtype": mixed_precision_dtype,
         },
     )

@@ -31,6 +31,7 @@ from affinegan_tf.callbacks import (
     say,
 )
 from affinegan_tf.checkpoints import TrainingCheckpoint
+from affinegan_tf.compute_settings import apply_compute_settings
 from affinegan_tf.config import RunConfig, steps_per_epoch
 from affinegan_tf.data.pipeline import TrainingSet, load_training_set, make_dataset
 from affinegan_tf.errors import UserError
@@ -181,12 +182,9 @@ def resolve_local_discriminator(run_config: RunConfig, training_set: TrainingSet
 
 def configure_tensorflow(run_config: RunConfig) -> None:
     """Process-wide TensorFlow settings a run needs (before its model is built)."""
-    # Grappler's remapper fails on this graph (LeakyReluGrad reads a BiasAdd it fuses away), logs
-    # an error and leaves the graph unchanged, so switching it off loses nothing (measured) and
-    # keeps the output clean.
-    tf.config.optimizer.set_experimental_options({"remapping": False})
+    apply_compute_settings()
     if run_config.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+        keras.mixed_precision.set_global_policy(run_config.train.precision_policy)
 
 
 @keras.saving.register_keras_serializable(package="affinegan_tf")
@@ -247,7 +245,7 @@ def build_model(run_config: RunConfig, total_steps: int) -> AffineGAN:
     def optimizer(name):
         rate = ConstantThenLinearDecay(train.learning_rate, total_steps, decay_steps)
         adam = keras.optimizers.Adam(rate, beta_1=train.beta_1, beta_2=train.beta_2, name=name)
-        return keras.optimizers.LossScaleOptimizer(adam) if train.mixed_precision else adam
+        return keras.optimizers.LossScaleOptimizer(adam) if train.loss_scaling else adam
 
     model = AffineGAN(
         model_config,

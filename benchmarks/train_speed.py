@@ -11,9 +11,15 @@ memory. Beside each figure, in the same JSON line:
 - `floor_seconds_per_step` = gflop_per_step / conv_gflops (the baseline: a step can only be
   this fast if every FLOP ran at conv peak) and `ratio_to_floor`;
 - `other_processes_cpu_cores`: other processes' CPU use while timing (from /proc/stat), so that
-  figures from a shared machine can be judged.
+  figures from a shared machine can be judged;
+- `cpu_model` (with the bf16 / AMX flags the CPU has), `cpu_seconds_per_step` (this process's
+  CPU time: less sensitive to other processes than wall time) beside `cpu_floor_seconds_per_step`
+  (FLOPs / the conv's GFLOP per CPU second) and `cpu_ratio_to_floor`, and
+  `minor_page_faults_per_step` (fresh pages touched per step: an allocator that returns memory
+  to the system pays them every step).
 
     python benchmarks/train_speed.py [--sizes 64,128,256] [--local-d off,on] [--steps 20]
+        [--mixed-precision bfloat16]
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -32,10 +39,32 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from affinegan_tf.machine_load import OtherProcessesCpu  # noqa: E402
 
 PRESET_FOR_SIZE = {64: "tiny", 128: "small", 256: "paper"}
+CPU_FEATURES = ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
-def conv_throughput() -> float:
-    """GFLOP/s of a 3x3, 128 -> 128 channel convolution on 64 x 64 x 8 inputs (tf.function)."""
+def cpu_model() -> str:
+    """The CPU's name (family/model numbers where the name is generic) and its bf16/AMX flags."""
+    fields = {}
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = fields.get("model name", platform.machine())
+    family, model = fields.get("cpu family"), fields.get("model")
+    flags = set(fields.get("flags", "").split())
+    features = [feature for feature in CPU_FEATURES if feature in flags]
+    return f"{name} (family {family} model {model}; {' '.join(features) or 'no avx512'})"
+
+
+def conv_throughput() -> tuple[float, float]:
+    """A 3x3, 128 -> 128 channel convolution on 64 x 64 x 8 inputs (tf.function).
+
+    Returns:
+        (GFLOP per second of wall time, GFLOP per second of this process's CPU time). The second
+        is the floor for `cpu_seconds_per_step`: much less sensitive to other processes.
+    """
     import tensorflow as tf
 
     inputs = tf.random.uniform((8, 64, 64, 128))
@@ -43,12 +72,13 @@ def conv_throughput() -> float:
     convolve = tf.function(lambda: tf.nn.conv2d(inputs, kernel, 1, "SAME"))
     flop = 2 * 8 * 64 * 64 * 128 * 128 * 9
     convolve().numpy()
-    times = []
+    times, cpu_times = [], []
     for _ in range(10):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         convolve().numpy()
         times.append(time.perf_counter() - started)
-    return flop / statistics.median(times) / 1e9
+        cpu_times.append(time.process_time() - cpu_started)
+    return flop / statistics.median(times) / 1e9, flop / statistics.median(cpu_times) / 1e9
 
 
 def step_gflop(model, batch) -> float | None:
@@ -65,29 +95,44 @@ def step_gflop(model, batch) -> float | None:
         return None
 
 
-def measure_one(size: int, local_d: str, steps: int, blocks: int) -> dict:
+def measure_one(
+    size: int, local_d: str, steps: int, blocks: int, mixed_precision: str | None = None
+) -> dict:
     """Runs in a child process: builds, warms up and times one configuration."""
+    import keras
     import tensorflow as tf
 
-    from affinegan_tf.config import RunConfig, preset, replace
+    from affinegan_tf.compute_settings import apply_compute_settings
+    from affinegan_tf.config import RunConfig, TrainConfig, preset, replace
     from affinegan_tf.speed import random_batch
     from affinegan_tf.training import build_model
 
-    tf.config.optimizer.set_experimental_options({"remapping": False})
+    apply_compute_settings()
     model_config = replace(preset(PRESET_FOR_SIZE[size]), local_discriminator=local_d)
-    run_config = replace(RunConfig(), preset=PRESET_FOR_SIZE[size], model=model_config)
-    gflops_conv = conv_throughput()
+    train_config = TrainConfig(
+        mixed_precision=mixed_precision is not None,
+        mixed_precision_dtype=mixed_precision or "float16",
+    )
+    run_config = replace(
+        RunConfig(), preset=PRESET_FOR_SIZE[size], model=model_config, train=train_config
+    )
+    keras.mixed_precision.set_global_policy(train_config.precision_policy)
+    gflops_conv, gflops_conv_cpu = conv_throughput()
     model = build_model(run_config, total_steps=100_000)
     batch = random_batch(run_config)
     gflop = step_gflop(model, batch)
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)
-    rates = []
+    rates, cpu_times, faults = [], [], []
     with OtherProcessesCpu() as load:
         for _ in range(blocks):
-            started = time.perf_counter()
+            faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            started, cpu_started = time.perf_counter(), time.process_time()
             model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
             rates.append(steps / (time.perf_counter() - started))
+            cpu_times.append((time.process_time() - cpu_started) / steps)
+            faults_after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            faults.append((faults_after - faults_before) / steps)
     rate = statistics.median(rates)
     figures = {
         "benchmark": "train_speed",
@@ -95,12 +140,17 @@ def measure_one(size: int, local_d: str, steps: int, blocks: int) -> dict:
         "preset": PRESET_FOR_SIZE[size],
         "local_discriminator": local_d,
         "batch_size": 1,
+        "precision": train_config.precision_policy,
         "steps_per_second": round(rate, 3),
         "seconds_per_step": round(1 / rate, 4),
+        "cpu_seconds_per_step": round(statistics.median(cpu_times), 4),
+        "minor_page_faults_per_step": round(statistics.median(faults)),
         "peak_memory_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
         "conv_gflops": round(gflops_conv, 1),
+        "conv_gflop_per_cpu_second": round(gflops_conv_cpu, 1),
         "gflop_per_step": None if gflop is None else round(gflop, 2),
         "other_processes_cpu_cores": None if load.cores is None else round(load.cores, 3),
+        "cpu_model": cpu_model(),
         "threads": len(os.sched_getaffinity(0)),
         "tensorflow": tf.__version__,
     }
@@ -108,6 +158,9 @@ def measure_one(size: int, local_d: str, steps: int, blocks: int) -> dict:
         floor = gflop / gflops_conv
         figures["floor_seconds_per_step"] = round(floor, 4)
         figures["ratio_to_floor"] = round((1 / rate) / floor, 2)
+        cpu_floor = gflop / gflops_conv_cpu
+        figures["cpu_floor_seconds_per_step"] = round(cpu_floor, 4)
+        figures["cpu_ratio_to_floor"] = round(statistics.median(cpu_times) / cpu_floor, 2)
     return figures
 
 
@@ -117,11 +170,15 @@ def main() -> None:
     parser.add_argument("--local-d", default="off,on")
     parser.add_argument("--steps", type=int, default=0, help="steps per timed block (0: by size)")
     parser.add_argument("--blocks", type=int, default=3, help="timed blocks (median reported)")
+    parser.add_argument(
+        "--mixed-precision", choices=("float16", "bfloat16"), help="default: float32"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # "size,local_d": child mode
     args = parser.parse_args()
     if args.one:
         size, local_d = args.one.split(",")
-        print(json.dumps(measure_one(int(size), local_d, args.steps, args.blocks)), flush=True)
+        figures = measure_one(int(size), local_d, args.steps, args.blocks, args.mixed_precision)
+        print(json.dumps(figures), flush=True)
         return
     for size in (int(value) for value in args.sizes.split(",")):
         if size not in PRESET_FOR_SIZE:
@@ -138,6 +195,8 @@ def main() -> None:
                 "--blocks",
                 str(args.blocks),
             ]
+            if args.mixed_precision:
+                command += ["--mixed-precision", args.mixed_precision]
             child = subprocess.run(command, capture_output=True, text=True)
             lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
             if child.returncode or not lines:

@@ -12,7 +12,7 @@ import tensorflow as tf
 from affinegan_tf.config import PRESETS, LossWeights
 from affinegan_tf.gan import AffineGAN
 from affinegan_tf.intensity import infer_intensity
-from affinegan_tf.layers import InstanceNorm
+from affinegan_tf.layers import InstanceNorm, NormalisedConv2D, NormalisedConv2DTranspose
 from affinegan_tf.networks import AffineGenerator, PatchDiscriminator, count_parameters
 
 TINY = PRESETS["tiny"]
@@ -50,6 +50,15 @@ def changed(before, variables):
     return [
         not np.array_equal(old, new.numpy()) for old, new in zip(before, variables, strict=True)
     ]
+
+
+def is_dead_bias(model, variable):
+    """A bias of a conv whose output goes straight into instance norm (kept, not added)."""
+    return any(
+        variable is layer.bias
+        for layer in model._flatten_layers()
+        if isinstance(layer, NormalisedConv2D | NormalisedConv2DTranspose)
+    )
 
 
 def test_paper_parameter_counts_match_the_authors_model():
@@ -165,7 +174,11 @@ def test_discriminator_step_changes_only_discriminator_variables():
     forward = model._generator_forward(batch)
     model._discriminator_step(batch, forward)
     assert not any(changed(generator_before, model.generator_variables))
-    assert all(changed(discriminator_before, model.discriminator_variables))
+    moved = changed(discriminator_before, model.discriminator_variables)
+    # The biases of convs feeding instance norm are kept but never used (their gradient is 0).
+    dead = [is_dead_bias(model, variable) for variable in model.discriminator_variables]
+    assert all(move != is_dead for move, is_dead in zip(moved, dead, strict=True))
+    assert sum(dead) == 6  # conv_1..3 of the global and the local PatchGAN
 
 
 def test_generator_update_touches_only_generator_variables():
@@ -178,7 +191,10 @@ def test_generator_update_touches_only_generator_variables():
     model.train_step(batch)
     assert not any(changed(discriminator_before, model.discriminator_variables))
     generator_changed = changed(generator_before, model.generator_variables)
-    assert all(generator_changed), "every E0, Ed and decoder variable gets a gradient"
+    dead = [is_dead_bias(model, variable) for variable in model.generator_variables]
+    # Every E0, Ed and decoder variable gets a gradient, except the unused biases before norms.
+    assert all(move != is_dead for move, is_dead in zip(generator_changed, dead, strict=True))
+    assert sum(dead) == 2 * (TINY.levels - 2) + TINY.levels - 1
 
 
 def test_train_step_reports_every_term_and_counts_steps():

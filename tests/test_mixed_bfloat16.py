@@ -1,0 +1,74 @@
+"""The bfloat16 option: config field, policy, a training step through build_model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from affinegan_tf.config import PRESETS, RunConfig, TrainConfig
+from affinegan_tf.errors import UserError
+from affinegan_tf.training import build_model, random_batch
+
+
+def test_precision_policy_and_loss_scaling_follow_the_dtype():
+    assert TrainConfig().precision_policy == "float32"
+    assert not TrainConfig().loss_scaling
+    float16 = TrainConfig(mixed_precision=True)
+    assert (float16.precision_policy, float16.loss_scaling) == ("mixed_float16", True)
+    bfloat16 = TrainConfig(mixed_precision=True, mixed_precision_dtype="bfloat16")
+    assert (bfloat16.precision_policy, bfloat16.loss_scaling) == ("mixed_bfloat16", False)
+    # The dtype alone changes nothing: mixed_precision is the switch.
+    assert TrainConfig(mixed_precision_dtype="bfloat16").precision_policy == "float32"
+    with pytest.raises(UserError, match="mixed_precision_dtype"):
+        TrainConfig(mixed_precision=True, mixed_precision_dtype="int8")
+
+
+def test_a_config_json_from_before_the_field_still_loads():
+    values = json.loads(RunConfig().to_json())
+    del values["train"]["mixed_precision_dtype"]
+    values["train"]["mixed_precision"] = True
+    loaded = RunConfig.from_dict(values)
+    assert loaded.train.precision_policy == "mixed_float16"
+
+
+def test_a_bfloat16_training_step_updates_float32_weights_without_loss_scaling():
+    model_config = dataclasses.replace(
+        PRESETS["tiny"], image_size=32, ngf=8, ndf=8, local_discriminator="on"
+    )
+    train = TrainConfig(mixed_precision=True, mixed_precision_dtype="bfloat16")
+    run_config = RunConfig(model=model_config, train=train, preset="tiny")
+    keras.mixed_precision.set_global_policy(train.precision_policy)
+    try:
+        model = build_model(run_config, total_steps=10)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert not isinstance(model.generator_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.generator.decoder.blocks[0].conv.compute_dtype == "bfloat16"
+    before = [np.array(variable.numpy()) for variable in model.generator_variables]
+    logs = model.train_step(random_batch(run_config))
+    assert all(variable.dtype == "float32" for variable in model.generator_variables)
+    assert all(np.isfinite(float(value)) for value in logs.values())
+    moved = [
+        not np.array_equal(old, variable.numpy())
+        for old, variable in zip(before, model.generator_variables, strict=True)
+    ]
+    assert sum(moved) > len(moved) // 2
+
+
+def test_the_fit_flag_takes_an_optional_dtype():
+    from affinegan_tf.cli import build_parser
+
+    parser = build_parser()
+
+    def parsed(*flags):
+        return parser.parse_args(["fit", "--data", "videos", *flags]).mixed_precision
+
+    assert parsed() is None
+    assert parsed("--mixed-precision") == "float16"
+    assert parsed("--mixed-precision", "bfloat16") == "bfloat16"
+    with pytest.raises(SystemExit):
+        parsed("--mixed-precision", "int8")
