@@ -572,6 +572,7 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
         batch_size=run_config.train.batch_size,
         seed=run_config.train.seed,
         start_step=runner.start_step,
+        include_masks=local == "on",
     )
     monitor = TrainingMonitor(runner)
     previous_handlers = _install_stop_handlers(runner)
