@@ -24,8 +24,10 @@ import tensorflow as tf
 from keras import ops
 
 from affinegan_tf import config as config_module
+from affinegan_tf import distributed
 from affinegan_tf.checkpoints import CONFIG_FILE, TrainingCheckpoint
 from affinegan_tf.config import DataConfig, RunConfig, TrainConfig
+from affinegan_tf.distributed import WorkerRole
 from affinegan_tf.errors import UserError
 
 # Settings that may change between a run and its resumption (how long to train, bookkeeping).
@@ -210,29 +212,10 @@ class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 def distribution_strategy():
     """MultiWorkerMirroredStrategy under TF_CONFIG, MirroredStrategy on >1 GPU, else default."""
     if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return distributed.multi_worker_strategy()
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def _refuse_multi_worker_fit(strategy) -> None:
-    """Keras 3's model.fit fails under MultiWorkerMirroredStrategy with several workers.
-
-    Measured here (TF 2.21, Keras 3.15, two workers on localhost): fit raises "Attempt to
-    convert a value ({... PerReplica ...}) to a Tensor" on the first batch; upstream:
-    keras-team/keras#20585, tensorflow/tensorflow#72388. Say so before any work is done.
-    """
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return
-    cluster = resolver.cluster_spec().as_dict()
-    if sum(len(cluster.get(job, [])) for job in ("chief", "worker")) > 1:
-        raise UserError(
-            "TF_CONFIG describes several workers, but Keras 3's model.fit does not run under "
-            "MultiWorkerMirroredStrategy (keras-team/keras#20585). Train on one machine: "
-            "unset TF_CONFIG; several GPUs there are used through MirroredStrategy."
-        )
 
 
 def build_model(run_config: RunConfig, total_steps: int):
@@ -537,15 +520,22 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
     if run_config.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = distribution_strategy()
-    _refuse_multi_worker_fit(strategy)
-    resuming = prepare_run_dir(run_dir, run_config, force)
+    # Several workers (TF_CONFIG): only the chief writes the run folder, the others a scratch one.
+    worker = WorkerRole.of(strategy)
+    if worker.is_chief:
+        resuming = prepare_run_dir(run_dir, run_config, force)
+    else:
+        resuming = (run_dir / CONFIG_FILE).is_file()
+    write_dir = worker.write_dir(run_dir)
     with strategy.scope():
         model = build_model(run_config, total_steps)
-    runner = _Runner(run_config, run_dir, training_set, total_steps)
+    runner = _Runner(run_config, write_dir, training_set, total_steps)
     runner.model = model
-    runner.checkpoint = TrainingCheckpoint(model, run_dir, keep=run_config.train.keep_checkpoints)
-    runner.start_step = runner.checkpoint.restore_latest() if resuming else 0
-    runner.writer = tf.summary.create_file_writer(str(run_dir / "logs"))
+    keep = run_config.train.keep_checkpoints
+    runner.checkpoint = TrainingCheckpoint(model, write_dir, keep=keep)
+    # Every worker restores the chief's checkpoint (the run folder is on a shared file system).
+    runner.start_step = TrainingCheckpoint(model, run_dir).restore_latest() if resuming else 0
+    runner.writer = tf.summary.create_file_writer(str(write_dir / "logs"))
     runner.sample_face = _sample_face(
         training_set,
         model_config.image_size,
@@ -556,7 +546,8 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
         f"{'Resuming' if runner.start_step else 'Starting'} {run_dir} at step "
         f"{runner.start_step}/{total_steps}: {len(training_set.names)} videos, preset "
         f"{run_config.preset} ({model_config.image_size}px), local D {local}, "
-        f"batch {run_config.train.batch_size}, {strategy.num_replicas_in_sync} replica(s)."
+        f"batch {run_config.train.batch_size}, {strategy.num_replicas_in_sync} replica(s)"
+        + (f" on {worker.workers} workers (this is {worker.task})." if worker.multi_worker else ".")
     )
     if runner.start_step >= total_steps:
         _say(f"Nothing to do: the run already reached step {runner.start_step}.")
@@ -564,27 +555,33 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
             run_dir, runner.start_step, total_steps, runner.checkpoint.latest, None, False, {}
         )
 
-    dataset = make_dataset(
-        training_set,
-        image_size=model_config.image_size,
-        load_size=model_config.load_size,
-        num_targets=model_config.num_targets,
-        batch_size=run_config.train.batch_size,
-        seed=run_config.train.seed,
-        start_step=runner.start_step,
-        include_masks=local == "on",
-    )
+    def dataset(part=(0, 1)):
+        return make_dataset(
+            training_set,
+            image_size=model_config.image_size,
+            load_size=model_config.load_size,
+            num_targets=model_config.num_targets,
+            batch_size=run_config.train.batch_size,
+            seed=run_config.train.seed,
+            start_step=runner.start_step,
+            include_masks=local == "on",
+            part=part,
+        )
+
     monitor = TrainingMonitor(runner)
     previous_handlers = _install_stop_handlers(runner)
     try:
-        model.fit(
-            dataset,
-            epochs=1,
-            steps_per_epoch=total_steps - runner.start_step,
-            verbose=0,
-            shuffle=False,  # the stream is shuffled by its own seed
-            callbacks=[monitor],
-        )
+        if worker.multi_worker:  # Keras 3's model.fit fails there: our own loop, same callbacks
+            distributed.train(model, strategy, dataset, [monitor], runner.start_step, total_steps)
+        else:
+            model.fit(
+                dataset(),
+                epochs=1,
+                steps_per_epoch=total_steps - runner.start_step,
+                verbose=0,
+                shuffle=False,  # the stream is shuffled by its own seed
+                callbacks=[monitor],
+            )
     finally:
         _restore_handlers(previous_handlers)
 
@@ -598,6 +595,7 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
             "check the data for broken frames, or resume from that checkpoint."
         )
     path = runner.save(step)
+    worker.cleanup()
     monitor._progress(step, runner.last_logs, final=True)
     if monitor.interrupted:
         _say(f"\nStopped at step {step}/{total_steps}; saved {path}. Rerun the command to resume.")

@@ -229,8 +229,9 @@ def test_parts_of_a_batch_are_the_undivided_batch_and_resume_too():
         dataset(training_set, batch_size=3, part=(0, 2))
 
 
-def test_cache_files_are_read_as_files_and_give_the_same_stream(tmp_path):
-    """Memory-mapped .npy files (the frame cache) are read by TF file ops, not copied to memory."""
+def test_large_cached_sets_are_read_as_files_and_give_the_same_stream(tmp_path, monkeypatch):
+    """Past IN_MEMORY_BYTES, memory-mapped .npy files (the frame cache) are read by TF file ops."""
+    from affinegan_tf.data import pipeline
     from affinegan_tf.data.pipeline import _crop_reader, _FileCropReader, _TensorCropReader
 
     in_memory = coded_training_set()
@@ -240,6 +241,8 @@ def test_cache_files_are_read_as_files_and_give_the_same_stream(tmp_path):
         np.save(tmp_path / f"masks{index}.npy", in_memory.masks[index])
     on_disk.frames = [np.load(tmp_path / f"frames{i}.npy", mmap_mode="r") for i in range(3)]
     on_disk.masks = [np.load(tmp_path / f"masks{i}.npy", mmap_mode="r") for i in range(3)]
+    assert isinstance(_crop_reader(on_disk.frames, SIZE), _TensorCropReader)  # small: in memory
+    monkeypatch.setattr(pipeline, "IN_MEMORY_BYTES", 1000)
     assert isinstance(_crop_reader(on_disk.frames, SIZE), _FileCropReader)
     # A slice of a mapped file is not the whole file: read from memory instead.
     assert isinstance(_crop_reader([on_disk.frames[0][1:]], SIZE), _TensorCropReader)

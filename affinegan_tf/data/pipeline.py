@@ -30,6 +30,9 @@ _PERMUTATION_SALT = 1
 _SAMPLE_SALT = 2
 # Threads of the stream's own pool: its work per sample is small next to a training step.
 _STREAM_THREADS = 2
+# Training frames (or masks) up to this size are copied into memory; larger sets are read from
+# the cache files (see _crop_reader).
+IN_MEMORY_BYTES = 2 * 1024**3
 
 
 @dataclass
@@ -330,8 +333,14 @@ def _is_cache_file(video: np.ndarray | None) -> bool:
 
 
 def _crop_reader(videos: list[np.ndarray], image_size: int) -> _CropReader:
-    """Cache files are read as files, anything else (arrays in memory) from one tensor."""
-    if all(_is_cache_file(video) for video in videos):
+    """Frames in one tensor while they fit IN_MEMORY_BYTES; larger cached sets are read as files.
+
+    Reading from the tensor costs about 0.15 ms per 286 px sample, from the files about 2.5 ms
+    (the whole .npy file is read to keep K + 1 crops; measured on 2 cores), both small next to a
+    training step; the tensor costs memory.
+    """
+    total = sum(video.nbytes for video in videos)
+    if total > IN_MEMORY_BYTES and all(_is_cache_file(video) for video in videos):
         return _FileCropReader(videos, image_size)
     return _TensorCropReader(videos, image_size)
 
