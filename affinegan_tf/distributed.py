@@ -213,5 +213,8 @@ def train(
 
 
 def _first_line(error: Exception) -> str:
-    text = str(getattr(error, "message", "") or error).strip()
-    return text.splitlines()[0][:300] if text else "no message"
+    """The informative line of a runtime error (not "Graph execution error:" or a blank line)."""
+    text = str(getattr(error, "message", "") or error)
+    lines = [line.strip() for line in text.splitlines()]
+    useful = [line for line in lines if line and not line.startswith("Graph execution error")]
+    return useful[0][:300] if useful else "no message"
