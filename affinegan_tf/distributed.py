@@ -212,9 +212,15 @@ def train(
     return step
 
 
+# Lines of a collective's error that say what happened (TensorFlow puts them after a traceback).
+_TELLING = ("unhealthy", "Connection refused", "failed to connect", "timed out", "Deadline")
+
+
 def _first_line(error: Exception) -> str:
-    """The informative line of a runtime error (not "Graph execution error:" or a blank line)."""
+    """The informative line of a runtime error: one that says what happened, else the first."""
     text = str(getattr(error, "message", "") or error)
     lines = [line.strip() for line in text.splitlines()]
     useful = [line for line in lines if line and not line.startswith("Graph execution error")]
-    return useful[0][:300] if useful else "no message"
+    telling = [line for line in useful if any(word in line for word in _TELLING)]
+    chosen = (telling or useful or ["no message"])[0]
+    return chosen[:300]
