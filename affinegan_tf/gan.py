@@ -175,7 +175,12 @@ class AffineGAN(keras.Model):
         size, repeats = self.config.image_size, self.config.num_targets
         count = ops.shape(neutral)[0]
         targets = ops.reshape(batch["targets"], (-1, size, size, 3))
-        masks = ops.reshape(batch["masks"], (-1, size, size, 1))
+        # Only the local discriminator reads masks; without it the batch need not carry them.
+        masks = (
+            ops.reshape(batch["masks"], (-1, size, size, 1))
+            if self.local_discriminator is not None
+            else None
+        )
 
         # E0 on the neutral frames and all targets in one call.
         base_all = self.generator.base_encoder(ops.concatenate([neutral, targets], axis=0))

@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from affinegan_tf import distributed
 from affinegan_tf.callbacks import (
     CheckpointAndSamples,
     DeferredLogsCallbackList,
@@ -34,9 +35,10 @@ from affinegan_tf.checkpoints import TrainingCheckpoint
 from affinegan_tf.compute_settings import apply_compute_settings
 from affinegan_tf.config import RunConfig, steps_per_epoch
 from affinegan_tf.data.pipeline import TrainingSet, load_training_set, make_dataset
+from affinegan_tf.distributed import WorkerRole
 from affinegan_tf.errors import UserError
 from affinegan_tf.gan import AffineGAN
-from affinegan_tf.run_folder import LOGS_DIR, prepare_run_dir
+from affinegan_tf.run_folder import CONFIG_FILE, LOGS_DIR, prepare_run_dir
 from affinegan_tf.samples import range_clips, sample_face
 
 
@@ -63,37 +65,48 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
 
     configure_tensorflow(run_config)
     strategy = distribution_strategy()
-    _refuse_multi_worker_fit(strategy)
-    resuming = prepare_run_dir(run_dir, run_config, force)
+    # Several workers (TF_CONFIG): only the chief writes the run folder, the others a scratch one.
+    worker = WorkerRole.of(strategy)
+    if worker.is_chief:
+        resuming = prepare_run_dir(run_dir, run_config, force)
+    else:
+        resuming = (run_dir / CONFIG_FILE).is_file()
+    write_dir = worker.write_dir(run_dir)
     with strategy.scope():
         model = build_model(run_config, total_steps)
-    checkpoint = TrainingCheckpoint(model, run_dir, keep=train.keep_checkpoints)
-    start_step = checkpoint.restore_latest() if resuming else 0
+    checkpoint = TrainingCheckpoint(model, write_dir, keep=train.keep_checkpoints)
+    # Every worker restores the chief's checkpoint (the run folder is on a shared file system).
+    start_step = TrainingCheckpoint(model, run_dir).restore_latest() if resuming else 0
     say(
         f"{'Resuming' if start_step else 'Starting'} {run_dir} at step {start_step}/{total_steps}: "
         f"{len(training_set.names)} videos, preset {run_config.preset} "
         f"({model_config.image_size}px), local D {model_config.local_discriminator}, "
-        f"batch {train.batch_size}, {strategy.num_replicas_in_sync} replica(s)."
+        f"batch {train.batch_size}, {strategy.num_replicas_in_sync} replica(s)"
+        + (f" on {worker.workers} workers (this is {worker.task})." if worker.multi_worker else ".")
     )
     if start_step >= total_steps:
         say(f"Nothing to do: the run already reached step {start_step}.")
         return FitResult(run_dir, start_step, total_steps, checkpoint.latest, None, False, {})
 
-    dataset = make_dataset(
-        training_set,
-        image_size=model_config.image_size,
-        load_size=model_config.load_size,
-        num_targets=model_config.num_targets,
-        batch_size=train.batch_size,
-        seed=train.seed,
-        start_step=start_step,
-    )
-    writer = tf.summary.create_file_writer(str(run_dir / LOGS_DIR))
+    def dataset(part=(0, 1)):
+        return make_dataset(
+            training_set,
+            image_size=model_config.image_size,
+            load_size=model_config.load_size,
+            num_targets=model_config.num_targets,
+            batch_size=train.batch_size,
+            seed=train.seed,
+            start_step=start_step,
+            include_masks=model_config.local_discriminator == "on",
+            part=part,
+        )
+
+    writer = tf.summary.create_file_writer(str(write_dir / LOGS_DIR))
     guard = NonFiniteGuard()
     scalars = ScalarLogs(writer, train.log_every, start_step, total_steps)
     saver = CheckpointAndSamples(
         checkpoint,
-        run_dir,
+        write_dir,
         writer,
         every=train.checkpoint_every,
         first_step=start_step,
@@ -115,7 +128,13 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
     with SignalStop() as stop:
         # The guard first: it stops the run at the batch end where it sees a NaN.
         callbacks = [guard, stop, saver, scalars, progress]
-        run_training(model, dataset, total_steps - start_step, callbacks, steps_per_execution)
+        if worker.multi_worker:  # Keras 3's model.fit fails there: our own loop, same callbacks
+            distributed.train(model, strategy, dataset, callbacks, start_step, total_steps)
+        else:
+            run_training(
+                model, dataset(), total_steps - start_step, callbacks, steps_per_execution
+            )
+    worker.cleanup()
 
     step = int(model.step.numpy())
     if guard.failure is not None:
@@ -212,29 +231,10 @@ class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 def distribution_strategy():
     """MultiWorkerMirroredStrategy under TF_CONFIG, MirroredStrategy on >1 GPU, else default."""
     if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return distributed.multi_worker_strategy()
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def _refuse_multi_worker_fit(strategy) -> None:
-    """Keras 3's model.fit fails under MultiWorkerMirroredStrategy with several workers.
-
-    Measured here (TF 2.21, Keras 3.15, two workers on localhost): fit raises "Attempt to
-    convert a value ({... PerReplica ...}) to a Tensor" on the first batch; upstream:
-    keras-team/keras#20585, tensorflow/tensorflow#72388. Say so before any work is done.
-    """
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return
-    cluster = resolver.cluster_spec().as_dict()
-    if sum(len(cluster.get(job, [])) for job in ("chief", "worker")) > 1:
-        raise UserError(
-            "TF_CONFIG describes several workers, but Keras 3's model.fit does not run under "
-            "MultiWorkerMirroredStrategy (keras-team/keras#20585). Train on one machine: "
-            "unset TF_CONFIG; several GPUs there are used through MirroredStrategy."
-        )
 
 
 def build_model(run_config: RunConfig, total_steps: int) -> AffineGAN:

@@ -168,9 +168,17 @@ def test_sample_structure_ranges_and_alignment():
         np.testing.assert_allclose(batch["target_positions"][j], frame_indices / (count - 1))
 
 
-def test_masks_are_all_ones_without_masks():
+def test_no_masks_key_without_masks_or_when_not_asked_for():
     (batch,) = batches(dataset(coded_training_set(with_masks=False)), 1)
-    assert (batch["masks"] == 1.0).all() and batch["masks"].shape == (2, K, SIZE, SIZE, 1)
+    assert "masks" not in batch and batch["targets"].shape == (2, K, SIZE, SIZE, 3)
+    with_masks = coded_training_set()
+    (without,) = batches(dataset(with_masks, include_masks=False), 1)
+    (full,) = batches(dataset(with_masks), 1)
+    assert "masks" not in without
+    for key in without:  # leaving the masks out changes nothing else
+        np.testing.assert_array_equal(without[key], full[key])
+    with pytest.raises(ValueError, match="no masks"):
+        dataset(coded_training_set(with_masks=False), include_masks=True)
 
 
 def test_every_video_once_per_epoch_and_in_order_without_shuffle():
@@ -203,6 +211,45 @@ def test_same_seed_same_stream_and_resume_continues_it():
         not np.array_equal(a["targets"], b["targets"])
         for a, b in zip(first, other_seed, strict=True)
     )
+
+
+def test_parts_of_a_batch_are_the_undivided_batch_and_resume_too():
+    """A worker's part (`part=(p, n)`) is its slice of every global batch, also after resuming."""
+    training_set = coded_training_set()
+    whole = batches(dataset(training_set, batch_size=4, start_step=2), 3)
+    parts = [
+        batches(dataset(training_set, batch_size=4, start_step=2, part=(p, 2)), 3) for p in (0, 1)
+    ]
+    for step, expected in enumerate(whole):
+        assert parts[0][step]["targets"].shape[0] == 2
+        for key in expected:
+            joined = np.concatenate([parts[0][step][key], parts[1][step][key]])
+            np.testing.assert_array_equal(joined, expected[key])
+    with pytest.raises(ValueError, match="divide"):
+        dataset(training_set, batch_size=3, part=(0, 2))
+
+
+def test_large_cached_sets_are_read_as_files_and_give_the_same_stream(tmp_path, monkeypatch):
+    """Past IN_MEMORY_BYTES, memory-mapped .npy files (the frame cache) are read by TF file ops."""
+    from affinegan_tf.data import pipeline
+    from affinegan_tf.data.pipeline import _crop_reader, _FileCropReader, _TensorCropReader
+
+    in_memory = coded_training_set()
+    on_disk = coded_training_set()
+    for index in range(len(in_memory.frames)):
+        np.save(tmp_path / f"frames{index}.npy", in_memory.frames[index])
+        np.save(tmp_path / f"masks{index}.npy", in_memory.masks[index])
+    on_disk.frames = [np.load(tmp_path / f"frames{i}.npy", mmap_mode="r") for i in range(3)]
+    on_disk.masks = [np.load(tmp_path / f"masks{i}.npy", mmap_mode="r") for i in range(3)]
+    assert isinstance(_crop_reader(on_disk.frames, SIZE), _TensorCropReader)  # small: in memory
+    monkeypatch.setattr(pipeline, "IN_MEMORY_BYTES", 1000)
+    assert isinstance(_crop_reader(on_disk.frames, SIZE), _FileCropReader)
+    # A slice of a mapped file is not the whole file: read from memory instead.
+    assert isinstance(_crop_reader([on_disk.frames[0][1:]], SIZE), _TensorCropReader)
+    memory_batches, file_batches = batches(dataset(in_memory), 4), batches(dataset(on_disk), 4)
+    for expected, actual in zip(memory_batches, file_batches, strict=True):
+        for key in expected:
+            np.testing.assert_array_equal(expected[key], actual[key])
 
 
 def test_dataset_consumed_inside_a_tf_function():

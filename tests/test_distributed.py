@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -76,23 +77,48 @@ def test_mirrored_step_equals_single_device_step():
     assert figures["difference"] < 1e-4, figures
 
 
-def test_several_workers_are_refused_with_the_upstream_reason():
-    """Keras 3's fit fails under MultiWorkerMirroredStrategy; fit says so before any work."""
+def test_worker_roles_from_the_cluster():
+    """Who is chief, and where each worker writes."""
     import types
 
     import tensorflow as tf
 
-    from affinegan_tf.errors import UserError
-    from affinegan_tf.training import _refuse_multi_worker_fit
+    from affinegan_tf.distributed import WorkerRole
 
-    def strategy(workers, task_type="worker"):
-        spec = tf.train.ClusterSpec({"worker": [f"localhost:{2000 + i}" for i in range(workers)]})
+    def strategy(jobs, task_type, task_id):
+        spec = tf.train.ClusterSpec(jobs)
         resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
-            spec, task_type=task_type, task_id=0
+            spec, task_type=task_type, task_id=task_id
         )
         return types.SimpleNamespace(cluster_resolver=resolver)
 
-    with pytest.raises(UserError, match=r"keras-team/keras#20585.*unset TF_CONFIG"):
-        _refuse_multi_worker_fit(strategy(2))
-    _refuse_multi_worker_fit(strategy(1))  # one worker: nothing to refuse
-    _refuse_multi_worker_fit(tf.distribute.get_strategy())  # no cluster at all
+    workers = {"worker": ["localhost:2000", "localhost:2001"]}
+    first = WorkerRole.of(strategy(workers, "worker", 0))
+    second = WorkerRole.of(strategy(workers, "worker", 1))
+    assert (first.workers, first.is_chief, first.multi_worker) == (2, True, True)
+    assert not second.is_chief and second.task == "worker 1"
+    with_chief = {"chief": ["localhost:1999"], **workers}
+    assert WorkerRole.of(strategy(with_chief, "chief", 0)).is_chief
+    assert not WorkerRole.of(strategy(with_chief, "worker", 0)).is_chief
+    alone = WorkerRole.of(tf.distribute.get_strategy())
+    assert alone.is_chief and not alone.multi_worker
+
+    run_dir = Path("run")
+    assert first.write_dir(run_dir) == run_dir  # the chief writes the run folder
+    scratch = second.write_dir(run_dir)
+    assert scratch != run_dir and scratch.is_dir() and second.write_dir(run_dir) == scratch
+    second.cleanup()
+    assert not scratch.exists()
+
+
+def test_collective_timeout_setting(monkeypatch):
+    from affinegan_tf.distributed import DEFAULT_COLLECTIVE_TIMEOUT, collective_timeout
+    from affinegan_tf.errors import UserError
+
+    monkeypatch.delenv("AFFINEGAN_COLLECTIVE_TIMEOUT", raising=False)
+    assert collective_timeout() == DEFAULT_COLLECTIVE_TIMEOUT
+    monkeypatch.setenv("AFFINEGAN_COLLECTIVE_TIMEOUT", "45")
+    assert collective_timeout() == 45.0
+    monkeypatch.setenv("AFFINEGAN_COLLECTIVE_TIMEOUT", "soon")
+    with pytest.raises(UserError, match="seconds"):
+        collective_timeout()
