@@ -21,12 +21,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
 from affinegan_tf import config as config_module
 from affinegan_tf.checkpoints import CONFIG_FILE, TrainingCheckpoint
 from affinegan_tf.config import DataConfig, RunConfig, TrainConfig
 from affinegan_tf.errors import UserError
+from affinegan_tf.optimizers import make_optimizers
 
 # Settings that may change between a run and its resumption (how long to train, bookkeeping).
 RESUMABLE_CHANGES = {
@@ -185,28 +185,6 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, force: bool) -> bool:
 # ----------------------------------------------------------------------------- model setup
 
 
-@keras.saving.register_keras_serializable(package="affinegan_tf")
-class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Learning rate: constant, then linear decay to 0 over the last `decay_steps` steps."""
-
-    def __init__(self, base_rate: float, total_steps: int, decay_steps: int):
-        self.base_rate = base_rate
-        self.total_steps = total_steps
-        self.decay_steps = decay_steps
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        remaining = (float(self.total_steps) - step) / float(max(self.decay_steps, 1))
-        return self.base_rate * ops.clip(remaining, 0.0, 1.0)
-
-    def get_config(self):
-        return {
-            "base_rate": self.base_rate,
-            "total_steps": self.total_steps,
-            "decay_steps": self.decay_steps,
-        }
-
-
 def distribution_strategy():
     """MultiWorkerMirroredStrategy under TF_CONFIG, MirroredStrategy on >1 GPU, else default."""
     if os.environ.get("TF_CONFIG"):
@@ -240,21 +218,15 @@ def build_model(run_config: RunConfig, total_steps: int):
     from affinegan_tf.gan import AffineGAN
 
     model_config, train = run_config.model, run_config.train
-    decay_steps = int(round(total_steps * train.decay_fraction))
-
-    def optimizer(name):
-        rate = ConstantThenLinearDecay(train.learning_rate, total_steps, decay_steps)
-        adam = keras.optimizers.Adam(rate, beta_1=train.beta_1, beta_2=train.beta_2, name=name)
-        return keras.optimizers.LossScaleOptimizer(adam) if train.mixed_precision else adam
-
+    generator_optimizer, discriminator_optimizer = make_optimizers(train, total_steps)
     model = AffineGAN(
         model_config,
         use_local_discriminator=model_config.local_discriminator == "on",
         seed=train.seed,
     )
     model.compile(
-        generator_optimizer=optimizer("generator_adam"),
-        discriminator_optimizer=optimizer("discriminator_adam"),
+        generator_optimizer=generator_optimizer,
+        discriminator_optimizer=discriminator_optimizer,
         loss_weights=train.loss_weights,
     )
     return model
@@ -269,6 +241,7 @@ def random_batch(run_config: RunConfig) -> dict:
         "neutral": tf.random.uniform((batch_size, size, size, 3), -1, 1),
         "targets": tf.random.uniform((batch_size, targets, size, size, 3), -1, 1),
         "masks": tf.ones((batch_size, targets, size, size, 1)),
+        "neutral_mask": tf.ones((batch_size, size, size, 1)),
         "prior_intensities": tf.random.uniform((batch_size, targets)),
         "target_positions": tf.random.uniform((batch_size, targets)),
     }
@@ -544,7 +517,9 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
     runner = _Runner(run_config, run_dir, training_set, total_steps)
     runner.model = model
     runner.checkpoint = TrainingCheckpoint(model, run_dir, keep=run_config.train.keep_checkpoints)
-    runner.start_step = runner.checkpoint.restore_latest() if resuming else 0
+    runner.start_step = (
+        runner.checkpoint.restore_latest(allow_schedule_change=force) if resuming else 0
+    )
     runner.writer = tf.summary.create_file_writer(str(run_dir / "logs"))
     runner.sample_face = _sample_face(
         training_set,
@@ -650,6 +625,7 @@ def fit_from_flags(
     mixed_precision: bool | None = None,
     intensity: str | None = None,
     intensity_discriminator: str | None = None,
+    intensity_formula: str | None = None,
     strict: bool | None = None,
     force: bool = False,
 ) -> FitResult:
@@ -666,6 +642,7 @@ def fit_from_flags(
             "intensity_discriminator": None
             if intensity_discriminator is None
             else intensity_discriminator == "on",
+            "intensity_formula": intensity_formula,
         },
         data_overrides={"face_crop": face_crop, "strict": strict},
         train_overrides={
