@@ -160,6 +160,9 @@ def test_sample_structure_ranges_and_alignment():
         targets = to_uint8(batch["targets"][j]).numpy()
         masks = (batch["masks"][j] * 255).astype(np.uint8)
         check_alignment(neutral, targets, masks)
+        # The neutral frame's own mask (frame 0's), cropped and flipped like the frame.
+        neutral_mask = (batch["neutral_mask"][j] * 255).astype(np.uint8)
+        check_alignment(neutral, neutral[np.newaxis], neutral_mask[np.newaxis])
         video = int(batch["video_index"][j])
         assert neutral[0, 0, 2] == 40 * video  # the neutral is frame 0 of that video
         count = training_set.frame_counts[video]
@@ -171,6 +174,8 @@ def test_sample_structure_ranges_and_alignment():
 def test_masks_are_all_ones_without_masks():
     (batch,) = batches(dataset(coded_training_set(with_masks=False)), 1)
     assert (batch["masks"] == 1.0).all() and batch["masks"].shape == (2, K, SIZE, SIZE, 1)
+    assert (batch["neutral_mask"] == 1.0).all()
+    assert batch["neutral_mask"].shape == (2, SIZE, SIZE, 1)
 
 
 def test_every_video_once_per_epoch_and_in_order_without_shuffle():

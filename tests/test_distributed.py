@@ -34,6 +34,7 @@ SCRIPT = textwrap.dedent(
         "neutral": rng.uniform(-1, 1, (batch_size, size, size, 3)).astype("float32"),
         "targets": rng.uniform(-1, 1, (batch_size, k, size, size, 3)).astype("float32"),
         "masks": rng.integers(0, 2, (batch_size, k, size, size, 1)).astype("float32"),
+        "neutral_mask": rng.integers(0, 2, (batch_size, size, size, 1)).astype("float32"),
         "prior_intensities": rng.uniform(0, 1, (batch_size, k)).astype("float32"),
         "target_positions": rng.uniform(0, 1, (batch_size, k)).astype("float32"),
     }

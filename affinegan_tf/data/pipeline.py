@@ -170,7 +170,7 @@ def random_crop_and_flip(
     Args:
         neutral: [L, L, C] (any dtype).
         targets: [K, L, L, C].
-        masks: [K, L, L, 1] or None.
+        masks: [M, L, L, 1] (any number of masks) or None.
         seed: Stateless seed, int32/int64 [2].
         image_size: S, side of the crop (<= L).
 
@@ -251,7 +251,8 @@ def make_dataset(
 
     Returns:
         A dataset of dicts: `neutral` [B, S, S, 3] and `targets` [B, K, S, S, 3] float32 in
-        [-1, 1]; `masks` [B, K, S, S, 1] float32 in {0, 1} (ones without masks);
+        [-1, 1]; `masks` [B, K, S, S, 1] float32 in {0, 1} (ones without masks) and the neutral
+        frame's own `neutral_mask` [B, S, S, 1];
         `prior_intensities` [B, K] float32 Uniform(0, 1); `target_positions` [B, K] float32,
         frame index / (T - 1); `video_index` [B] int32.
     """
@@ -279,7 +280,9 @@ def make_dataset(
         targets = np.array(frames[frame_indices])
         if not with_masks:
             return neutral, targets
-        return neutral, targets, np.array(training_set.masks[video_index][frame_indices])
+        # The neutral frame's mask first, then the targets'.
+        indices = np.concatenate([[0], frame_indices])
+        return neutral, targets, np.array(training_set.masks[video_index][indices])
 
     def sample(index: tf.Tensor) -> dict[str, tf.Tensor]:
         if shuffle:
@@ -307,7 +310,7 @@ def make_dataset(
         neutral = tf.ensure_shape(loaded[0], [load_size, load_size, 3])
         targets = tf.ensure_shape(loaded[1], [num_targets, load_size, load_size, 3])
         masks = (
-            tf.ensure_shape(loaded[2], [num_targets, load_size, load_size, 1])
+            tf.ensure_shape(loaded[2], [num_targets + 1, load_size, load_size, 1])
             if with_masks
             else None
         )
@@ -315,7 +318,7 @@ def make_dataset(
             neutral, targets, masks, _fold(sample_seed, 1), image_size
         )
         if masks is None:
-            masks = tf.ones([num_targets, image_size, image_size, 1], tf.float32)
+            masks = tf.ones([num_targets + 1, image_size, image_size, 1], tf.float32)
         else:
             masks = tf.cast(masks > 127, tf.float32)
         prior = tf.random.stateless_uniform([num_targets], _fold(sample_seed, 2), alg=RNG_ALGORITHM)
@@ -323,7 +326,8 @@ def make_dataset(
         return {
             "neutral": to_model_range(neutral),
             "targets": to_model_range(targets),
-            "masks": masks,
+            "masks": masks[1:],
+            "neutral_mask": masks[0],
             "prior_intensities": prior,
             "target_positions": positions,
             "video_index": tf.cast(video_index, tf.int32),
