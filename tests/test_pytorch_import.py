@@ -224,6 +224,7 @@ def test_a_non_generator_and_a_truncated_file_get_clear_errors(reference_generat
         import_pytorch((tmp_path / "empty").mkdir() or tmp_path / "empty", tmp_path / "run_empty")
 
 
+@pytest.mark.slow
 def test_imported_model_exports_and_passes_the_parity_checks(imported_runs, tmp_path):
     from affinegan_tf.export.exporter import export_model
 
@@ -231,6 +232,7 @@ def test_imported_model_exports_and_passes_the_parity_checks(imported_runs, tmp_
     assert manifest["parity"] and all(item["passed"] for item in manifest["parity"])
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_imported_weights(imported_runs, reference_generator, tmp_path):
     """`fit` on an imported run folder restores it (step 0) and trains on."""
     import dataclasses
