@@ -94,6 +94,12 @@ def read_state_dict(path: Path) -> dict[str, np.ndarray]:
         # weights_only: tensors and containers only; a .pth cannot run code on load.
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file
+        if "Weights only load failed" in str(error) and zipfile.is_zipfile(path):
+            raise UserError(
+                f"{path} holds Python objects besides tensors (a whole pickled model?), which "
+                "are not loaded because unpickling them could run code. Save and pass its "
+                "state_dict() instead."
+            ) from error
         # The first sentence only: torch's advice to load with weights_only=False is not ours.
         detail = (str(error).splitlines() or ["no detail"])[0].split(". ")[0][:200]
         raise UserError(

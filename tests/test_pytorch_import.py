@@ -216,6 +216,12 @@ def test_a_non_generator_and_a_truncated_file_get_clear_errors(reference_generat
             import_pytorch(truncated, tmp_path / f"run_truncated_{legacy}")
         assert not (tmp_path / f"run_truncated_{legacy}").exists()
 
+    whole_model = tmp_path / "pickled" / "latest_net_G.pth"
+    whole_model.parent.mkdir()
+    torch.save(discriminator, whole_model)  # the module object, not its state_dict
+    with pytest.raises(UserError, match="whole pickled model.*state_dict"):
+        import_pytorch(whole_model, tmp_path / "run_pickled")
+
     text = tmp_path / "notes_net_G.pth"
     text.write_text("not a checkpoint")
     with pytest.raises(UserError, match="could not be read"):
