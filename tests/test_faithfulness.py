@@ -241,6 +241,19 @@ def test_authors_intensity_formula_divides_by_the_norm():
     )
 
 
+def test_fit_takes_the_intensity_formula_flag(tmp_path):
+    from affinegan_tf.cli import build_parser
+    from affinegan_tf.training import resolve_config
+
+    args = build_parser().parse_args(
+        ["fit", "--data", str(tmp_path), "--intensity-formula", "authors_code"]
+    )
+    assert args.intensity_formula == "authors_code"
+    config = resolve_config(str(tmp_path), model_overrides={"intensity_formula": "authors_code"})
+    assert config.model.intensity_formula == "authors_code"
+    assert resolve_config(str(tmp_path)).model.intensity_formula == "paper"
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 

@@ -272,17 +272,21 @@ def test_fine_tuning_starts_from_the_imported_weights(imported_runs, reference_g
     assert np.abs(ours - theirs).mean() < 20
 
 
-def test_cli_import_pytorch(reference_generator, tmp_path):
+def test_cli_import_then_fine_tune(toy_data, tmp_path):
+    """The README's commands: import (a `tiny`-shaped generator), then `fit` continues from it."""
     import subprocess
 
     from cli_helpers import console_script
 
-    source = save(reference_generator, tmp_path / "smile" / "latest_net_G.pth", legacy=True)
+    from affinegan_tf.checkpoints import load_model
+
+    generator = reference.randomise(reference.ReferenceGenerator(64, 32), seed=8)
+    source = save(generator, tmp_path / "smile" / "latest_net_G.pth", legacy=True)
     out = tmp_path / "run"
     result = run_cli(
         "import-pytorch", "--checkpoint", str(source.parent), "--out", str(out), cwd=tmp_path
     )
-    assert "authors_code" in result.stdout and (out / "import.json").is_file()
+    assert "preset tiny" in result.stdout and "authors_code" in result.stdout
     again = subprocess.run(
         [console_script(), "import-pytorch", "--checkpoint", str(source), "--out", str(out)],
         capture_output=True,
@@ -290,6 +294,17 @@ def test_cli_import_pytorch(reference_generator, tmp_path):
         cwd=tmp_path,
     )
     assert again.returncode == 2 and "already exists" in again.stderr
+    before = load_model(out)[0].generator.weights[0].numpy()
+    run_cli(
+        *("fit", "--data", str(toy_data), "--out", str(out), "--preset", "tiny"),
+        *("--intensity-formula", "authors_code", "--steps", "1", "--force"),
+        cwd=tmp_path,
+    )
+    model, config = load_model(out)
+    assert int(model.step.numpy()) == 1 and config.model.intensity_formula == "authors_code"
+    after = model.generator.weights[0].numpy()
+    # One step from the imported weights: close to them, not a fresh initialisation.
+    assert 0 < np.abs(after - before).max() < 0.01
 
 
 @pytest.mark.slow
