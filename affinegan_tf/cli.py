@@ -13,6 +13,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from affinegan_tf import __version__
 from affinegan_tf.errors import DataWarning, UserError
@@ -111,11 +112,26 @@ def _fit(args: argparse.Namespace) -> int:
         mixed_precision_dtype=args.mixed_precision,
         intensity=args.intensity,
         intensity_discriminator=args.intensity_discriminator,
+        intensity_formula=args.intensity_formula,
         strict=args.strict,
     )
     run_dir = args.out or default_run_dir(args.data)
     result = fit(run_config, run_dir, force=args.force)
     return 130 if result.interrupted else 0
+
+
+def _import_pytorch(args: argparse.Namespace) -> int:
+    from affinegan_tf.pytorch_import import import_pytorch
+
+    result = import_pytorch(args.checkpoint, args.out, preset_name=args.preset, force=args.force)
+    model = result.model
+    files = ", ".join(f"{role} {Path(item['file']).name}" for role, item in result.sources.items())
+    print(
+        f"Imported {files} into {result.run_dir}: preset {result.preset} ({model.image_size}px, "
+        f"ngf {model.ngf}), intensity formula {model.intensity_formula}. Use it with "
+        f"generate/export/intensity/evaluate --model {result.run_dir}."
+    )
+    return 0
 
 
 # ----------------------------------------------------------------------------- generation
@@ -283,9 +299,28 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--intensity-discriminator", choices=("on", "off"), help="'off' is the no-D_a ablation"
     )
+    fit.add_argument(
+        "--intensity-formula",
+        choices=("paper", "authors_code"),
+        help="divide the projection by <fd,fd> (paper, default) or |fd| (the authors' code and "
+        "their released models: keep it when fine-tuning an imported model)",
+    )
     fit.add_argument("--strict", action="store_true", default=None)
     fit.add_argument("--force", action="store_true", help="reuse a run folder of another config")
     fit.set_defaults(handler=_fit)
+
+    imported = commands.add_parser(
+        "import-pytorch", help="the authors' trained PyTorch weights (*_net_G.pth) as a run folder"
+    )
+    imported.add_argument(
+        "--checkpoint", required=True, help="a *_net_G.pth file, or a folder holding one (+ D's)"
+    )
+    imported.add_argument("--out", required=True, help="run folder to write")
+    imported.add_argument(
+        "--preset", choices=("paper", "small", "tiny"), help="check against this preset"
+    )
+    imported.add_argument("--force", action="store_true", help="replace an existing run folder")
+    imported.set_defaults(handler=_import_pytorch)
 
     generate = commands.add_parser("generate", help="make a GIF/MP4/PNGs from a neutral photo")
     generate.add_argument("--model", required=True, help="run folder, SavedModel, .tflite, .onnx")

@@ -50,6 +50,9 @@ class ModelConfig:
         intensity_discriminator: Whether the intensity discriminator D_a is trained and used.
         local_discriminator: "auto" (on exactly when the data set has masks), "on" or "off".
         num_targets: K, target frames drawn per training sample.
+        intensity_formula: How the affine estimator divides the projection: "paper"
+            |<f_t - f_0, f_d>| / <f_d, f_d> (the least-squares coefficient), or "authors_code"
+            |<f_t - f_0, f_d>| / |f_d| (what the authors' released models were trained with).
     """
 
     image_size: int = 256
@@ -63,6 +66,7 @@ class ModelConfig:
     intensity_discriminator: bool = True
     local_discriminator: str = "auto"
     num_targets: int = 5
+    intensity_formula: str = "paper"
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -84,6 +88,11 @@ class ModelConfig:
             )
         if self.num_targets < 1:
             raise UserError(f"num_targets must be >= 1, got {self.num_targets}.")
+        if self.intensity_formula not in INTENSITY_FORMULAS:
+            raise UserError(
+                f"intensity_formula must be one of {INTENSITY_FORMULAS}, "
+                f"got {self.intensity_formula!r}."
+            )
 
     @property
     def levels(self) -> int:
@@ -149,7 +158,12 @@ class TrainConfig:
         learning_rate: Adam learning rate of both optimisers.
         beta_1: Adam beta1.
         beta_2: Adam beta2.
-        decay_fraction: Fraction of the run, at its end, over which the rate decays linearly to 0.
+        decay_fraction: Fraction of the run, at its end, over which the rate decays linearly to 0
+            (used when neither `decay_epochs` nor `decay_steps` is given).
+        decay_epochs: Length of that linear tail in epochs (the authors' `niter_decay`: 100 of
+            their 10,100 epochs). With `steps` set instead of `epochs`, the tail keeps the same
+            share of the run: decay_epochs / epochs. A tail longer than the run covers all of it.
+        decay_steps: Length of the tail in generator steps; overrides the two above.
         loss_weights: The five loss weights.
         checkpoint_every: Steps between checkpoints (and sample GIFs).
         keep_checkpoints: Checkpoints kept on disk.
@@ -173,6 +187,8 @@ class TrainConfig:
     beta_1: float = 0.5
     beta_2: float = 0.999
     decay_fraction: float = 0.5
+    decay_epochs: int | None = None
+    decay_steps: int | None = None
     loss_weights: LossWeights = field(default_factory=LossWeights)
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
@@ -212,12 +228,28 @@ class TrainConfig:
     def loss_scaling(self) -> bool:
         """Whether the optimisers need loss scaling (float16 only: bfloat16 has float32's range)."""
         return self.mixed_precision and self.mixed_precision_dtype == "float16"
+        if self.decay_epochs is not None and self.decay_epochs < 0:
+            raise UserError(f"decay_epochs must be >= 0, got {self.decay_epochs}.")
+        if self.decay_steps is not None and self.decay_steps < 0:
+            raise UserError(f"decay_steps must be >= 0, got {self.decay_steps}.")
+        if self.decay_epochs is not None and self.decay_steps is not None:
+            raise UserError("Give the learning-rate tail as decay_epochs or decay_steps, not both.")
 
     def total_steps(self, num_videos: int) -> int:
         """Total generator steps for a data set of `num_videos` videos."""
         if self.steps is not None:
             return self.steps
         return self.epochs * steps_per_epoch(num_videos, self.batch_size)
+
+    def decay_steps_of(self, total_steps: int) -> int:
+        """Steps of the linear learning-rate tail for a run of `total_steps` steps."""
+        if self.decay_steps is not None:
+            tail = self.decay_steps
+        elif self.decay_epochs is not None:
+            tail = int(round(total_steps * min(self.decay_epochs / self.epochs, 1.0)))
+        else:
+            tail = int(round(total_steps * self.decay_fraction))
+        return min(tail, total_steps)
 
 
 def steps_per_epoch(num_videos: int, batch_size: int) -> int:

@@ -14,6 +14,8 @@ has to read the losses on the host every step.
 
 from __future__ import annotations
 
+import contextlib
+import random
 from dataclasses import dataclass
 
 import keras
@@ -55,6 +57,7 @@ class GeneratorForward:
     neutral_repeated: tf.Tensor
     targets: tf.Tensor
     masks: tf.Tensor
+    neutral_masks: tf.Tensor | None  # the neutral frames' own masks (local D only)
     fakes: tf.Tensor
     reconstructions: tf.Tensor
     intensities: tf.Tensor  # [B, K], with gradient into the encoders (affine / mlp modes)
@@ -67,7 +70,8 @@ class AffineGAN(keras.Model):
         config: Model configuration (preset).
         use_local_discriminator: Whether the local mouth PatchGAN is built and trained (resolve
             "auto" against the data before constructing the model).
-        seed: Seed of weights, noise and dropout.
+        seed: Seed of weights, noise and dropout. Only these are seeded: the caller's global
+            random state (Python, NumPy, TensorFlow, Keras) is left as it was.
     """
 
     def __init__(self, config: ModelConfig, use_local_discriminator: bool, seed: int = 0, **kwargs):
@@ -77,23 +81,35 @@ class AffineGAN(keras.Model):
         super().__init__(**kwargs)
         self.config = config
         self.use_local_discriminator = use_local_discriminator
-        keras.utils.set_random_seed(seed)
-        self.generator = AffineGenerator(config, seed=seed, name="generator")
-        self.global_discriminator = PatchDiscriminator(config.ndf, name="global_discriminator")
-        self.local_discriminator = (
-            PatchDiscriminator(config.ndf, name="local_discriminator")
-            if use_local_discriminator
-            else None
-        )
-        self.intensity_estimator = IntensityEstimator(config, self.generator)
-        # The mlp regressor stays an attribute of the model: its checkpoint keys are
-        # affinegan/intensity_regressor/... as in every earlier run.
-        self.intensity_regressor = self.intensity_estimator.regressor
-        uses_intensity_d = config.intensity_discriminator and self.intensity_estimator.reads_images
-        self.intensity_discriminator = (
-            IntensityDiscriminator(config.num_targets, name="intensity_discriminator")
-            if uses_intensity_d
-            else None
+        with _seeded_initializers(seed):
+            self.generator = AffineGenerator(config, seed=seed, name="generator")
+            self.global_discriminator = PatchDiscriminator(config.ndf, name="global_discriminator")
+            self.local_discriminator = (
+                PatchDiscriminator(config.ndf, name="local_discriminator")
+                if use_local_discriminator
+                else None
+            )
+            self.intensity_estimator = IntensityEstimator(config, self.generator)
+            # The mlp regressor stays an attribute of the model: its checkpoint keys are
+            # affinegan/intensity_regressor/... as in every earlier run.
+            self.intensity_regressor = self.intensity_estimator.regressor
+            uses_intensity_d = (
+                config.intensity_discriminator and self.intensity_estimator.reads_images
+            )
+            self.intensity_discriminator = (
+                IntensityDiscriminator(config.num_targets, name="intensity_discriminator")
+                if uses_intensity_d
+                else None
+            )
+        # Steps done, counted here: a LossScaleOptimizer does not advance its iterations on the
+        # steps it skips, so the generator optimiser's counter is not the step.
+        self.step_counter = self.add_weight(
+            shape=(),
+            dtype="int64",
+            initializer="zeros",
+            trainable=False,
+            aggregation="only_first_replica",
+            name="step",
         )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
         self.nonfinite_watch = NonFiniteWatch(METRIC_NAMES)
@@ -119,7 +135,9 @@ class AffineGAN(keras.Model):
         loss_weights: LossWeights | None = None,
         **kwargs,
     ):
-        super().compile(**kwargs)
+        # No optimizer for Keras itself: the default would be an RMSprop built over every
+        # variable (about 320 MB per GPU at 256 under MirroredStrategy), never used.
+        super().compile(optimizer=None, **kwargs)
         self.generator_optimizer = generator_optimizer
         self.discriminator_optimizer = discriminator_optimizer
         self.loss_weights = loss_weights or LossWeights()
@@ -151,8 +169,8 @@ class AffineGAN(keras.Model):
 
     @property
     def step(self):
-        """Training steps done so far (the generator optimiser's iteration counter)."""
-        return self.generator_optimizer.iterations
+        """Training steps done so far (a counter of our own, saved in checkpoints)."""
+        return self.step_counter
 
     # ------------------------------------------------------------------------- intensity
 
@@ -205,19 +223,29 @@ class AffineGAN(keras.Model):
             ops.reshape(self.intensity_estimator.for_decoder(intensities), (-1, repeats)),
             training=training,
         )
-        # Fakes and reconstructions De(E0(I_t)) in one decoder call.
+        total = ops.shape(targets)[0]
+        # The reconstructions De(E0(I_t)) get the same training noise as the fakes: the authors
+        # run them as G(I_t) with a = 0, i.e. 1 * E0 + 0 * Ed + noise at every level.
+        reconstruction_features = self.generator.combine(
+            target_base, target_base, ops.zeros((total,)), training=training
+        )
+        # Fakes and reconstructions in one decoder call.
         decoded = self.generator.decoder(
             [
                 ops.concatenate([fake, real], axis=0)
-                for fake, real in zip(combined, target_base, strict=True)
+                for fake, real in zip(combined, reconstruction_features, strict=True)
             ],
             training=training,
         )
         fakes, reconstructions = tf.split(decoded, 2, axis=0)
+        neutral_masks = None
+        if self.local_discriminator is not None:
+            neutral_masks = ops.repeat(batch["neutral_mask"], repeats, axis=0)
         return GeneratorForward(
             neutral_repeated=ops.repeat(neutral, repeats, axis=0),
             targets=targets,
             masks=masks,
+            neutral_masks=neutral_masks,
             fakes=fakes,
             reconstructions=reconstructions,
             intensities=intensities,
@@ -263,7 +291,19 @@ class AffineGAN(keras.Model):
             real_logits, fake_logits = logits[:total], logits[total:]
             loss = logs["d_global"] = discriminator_loss(real_logits, fake_logits)
             if self.local_discriminator is not None:
-                local_logits = self.local_discriminator(pairs * ops.concatenate([masks, masks], 0))
+                # Each frame masked by its own mask: the neutral frame by the neutral's.
+                masked_neutral = ops.multiply(neutral, forward.neutral_masks)
+                local_logits = self.local_discriminator(
+                    ops.concatenate(
+                        [
+                            ops.concatenate(
+                                [masked_neutral, ops.multiply(targets, masks)], axis=-1
+                            ),
+                            ops.concatenate([masked_neutral, ops.multiply(fakes, masks)], axis=-1),
+                        ],
+                        axis=0,
+                    )
+                )
                 logs["d_local"] = discriminator_loss(local_logits[:total], local_logits[total:])
                 loss = loss + logs["d_local"]
             if self.intensity_discriminator is not None:
@@ -300,8 +340,15 @@ class AffineGAN(keras.Model):
             + weights.e0_reconstruction * logs["g_e0_reconstruction"]
         )
         if self.local_discriminator is not None:
+            local_pairs = ops.concatenate(
+                [
+                    ops.multiply(neutral, forward.neutral_masks),
+                    ops.multiply(fakes, forward.masks),
+                ],
+                axis=-1,
+            )
             logs["g_local_adversarial"] = generator_adversarial_loss(
-                self.local_discriminator(fake_pairs * forward.masks)
+                self.local_discriminator(local_pairs)
             )
             total = total + weights.local_adversarial * logs["g_local_adversarial"]
         if self.intensity_discriminator is not None:
@@ -325,6 +372,7 @@ class AffineGAN(keras.Model):
             generator_logs = self._generator_losses(forward)
             scaled = self._scaled(self.generator_optimizer, generator_logs["g_total"])
         self._apply(self.generator_optimizer, tape, scaled, self.generator_variables)
+        self.step_counter.assign_add(1)
         logs.update(generator_logs)
         intensities = ops.reshape(forward.intensities, (-1,))
         logs["intensity_mean"] = ops.mean(intensities)
@@ -333,3 +381,18 @@ class AffineGAN(keras.Model):
             self.trackers[name].update_state(value)
         self.nonfinite_watch.update_state(self.step, logs)
         return {name: self.trackers[name].result() for name in logs}
+
+
+@contextlib.contextmanager
+def _seeded_initializers(seed: int):
+    """Weight initialisers created inside draw their seeds from `seed`, not the global state.
+
+    Keras gives an unseeded initialiser a seed from Python's `random` when the layer is
+    constructed; this seeds that draw and then puts the caller's random state back.
+    """
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)

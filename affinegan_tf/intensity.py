@@ -17,6 +17,8 @@ from affinegan_tf.data.pixels import to_model_range
 from affinegan_tf.networks import AffineGenerator, IntensityRegressor
 
 EPSILON = 1e-8
+# The authors' code adds 1e-6 to |f_d| (models/affineGAN_model.py, get_alpha).
+AUTHORS_CODE_EPSILON = 1e-6
 # Frames sent through the encoder at once by `IntensityEstimator.from_frames` (bounds memory).
 INFERENCE_BATCH = 32
 
@@ -28,7 +30,7 @@ def _coefficient(difference, direction, formula: str):
     if formula == "paper":
         return ops.abs(projection) / (squared_norm + EPSILON)
     if formula == "authors_code":
-        return ops.abs(projection) / (ops.sqrt(squared_norm) + EPSILON)
+        return ops.abs(projection) / (ops.sqrt(squared_norm) + AUTHORS_CODE_EPSILON)
     raise ValueError(f"intensity formula must be one of {INTENSITY_FORMULAS}, got {formula!r}")
 
 

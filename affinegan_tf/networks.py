@@ -170,13 +170,21 @@ class PatchDiscriminator(keras.Model):
         return self.logits(self.pad(values))
 
 
+def _dense(units: int, name: str) -> layers.Dense:
+    # Initialised like every conv here and every layer of the authors' code: normal(0, 0.02),
+    # bias 0. Keras's glorot default made D_a sharply discriminative from the first step.
+    return layers.Dense(
+        units, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name=name
+    )
+
+
 class IntensityDiscriminator(keras.Model):
     """D_a: an MLP (K -> K -> K -> 1) on the K inferred intensities of one training sample."""
 
     def __init__(self, num_targets: int, **kwargs):
         super().__init__(**kwargs)
-        self.hidden = [layers.Dense(num_targets, name=f"dense_{index}") for index in range(2)]
-        self.logit = layers.Dense(1, name="logit")
+        self.hidden = [_dense(num_targets, name=f"dense_{index}") for index in range(2)]
+        self.logit = _dense(1, name="logit")
 
     def call(self, intensities):
         values = intensities
@@ -193,8 +201,8 @@ class IntensityRegressor(keras.Model):
 
     def __init__(self, width: int = 64, **kwargs):
         super().__init__(**kwargs)
-        self.hidden = layers.Dense(width, name="hidden")
-        self.output_layer = layers.Dense(1, name="output")
+        self.hidden = _dense(width, name="hidden")
+        self.output_layer = _dense(1, name="output")
 
     def call(self, neutral_bottleneck, target_bottleneck):
         batch = ops.shape(target_bottleneck)[0]

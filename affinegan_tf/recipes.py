@@ -118,6 +118,7 @@ def config_from_flags(
     mixed_precision_dtype: str | None = None,
     intensity: str | None = None,
     intensity_discriminator: str | None = None,
+    intensity_formula: str | None = None,
     strict: bool | None = None,
 ) -> RunConfig:
     """The RunConfig of `affinegan-tf fit`'s flags: they override the recipe, which overrides
@@ -134,6 +135,7 @@ def config_from_flags(
             "intensity_discriminator": None
             if intensity_discriminator is None
             else intensity_discriminator == "on",
+            "intensity_formula": intensity_formula,
         },
         data_overrides={"face_crop": face_crop, "strict": strict},
         train_overrides={

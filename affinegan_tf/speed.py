@@ -20,6 +20,7 @@ def random_batch(run_config: RunConfig) -> dict:
         "neutral": tf.random.uniform((batch_size, size, size, 3), -1, 1),
         "targets": tf.random.uniform((batch_size, targets, size, size, 3), -1, 1),
         "masks": tf.ones((batch_size, targets, size, size, 1)),
+        "neutral_mask": tf.ones((batch_size, size, size, 1)),
         "prior_intensities": tf.random.uniform((batch_size, targets)),
         "target_positions": tf.random.uniform((batch_size, targets)),
     }

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
-from keras import ops
 
 from affinegan_tf import distributed
 from affinegan_tf.callbacks import (
@@ -38,6 +37,7 @@ from affinegan_tf.data.pipeline import TrainingSet, load_training_set, make_data
 from affinegan_tf.distributed import WorkerRole
 from affinegan_tf.errors import UserError
 from affinegan_tf.gan import AffineGAN
+from affinegan_tf.optimizers import make_optimizers
 from affinegan_tf.run_folder import CONFIG_FILE, LOGS_DIR, prepare_run_dir
 from affinegan_tf.samples import range_clips, sample_face
 
@@ -76,7 +76,11 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
         model = build_model(run_config, total_steps)
     checkpoint = TrainingCheckpoint(model, write_dir, keep=train.keep_checkpoints)
     # Every worker restores the chief's checkpoint (the run folder is on a shared file system).
-    start_step = TrainingCheckpoint(model, run_dir).restore_latest() if resuming else 0
+    start_step = (
+        TrainingCheckpoint(model, run_dir).restore_latest(allow_schedule_change=force)
+        if resuming
+        else 0
+    )
     say(
         f"{'Resuming' if start_step else 'Starting'} {run_dir} at step {start_step}/{total_steps}: "
         f"{len(training_set.names)} videos, preset {run_config.preset} "
@@ -206,28 +210,6 @@ def configure_tensorflow(run_config: RunConfig) -> None:
         keras.mixed_precision.set_global_policy(run_config.train.precision_policy)
 
 
-@keras.saving.register_keras_serializable(package="affinegan_tf")
-class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Learning rate: constant, then linear decay to 0 over the last `decay_steps` steps."""
-
-    def __init__(self, base_rate: float, total_steps: int, decay_steps: int):
-        self.base_rate = base_rate
-        self.total_steps = total_steps
-        self.decay_steps = decay_steps
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        remaining = (float(self.total_steps) - step) / float(max(self.decay_steps, 1))
-        return self.base_rate * ops.clip(remaining, 0.0, 1.0)
-
-    def get_config(self):
-        return {
-            "base_rate": self.base_rate,
-            "total_steps": self.total_steps,
-            "decay_steps": self.decay_steps,
-        }
-
-
 def distribution_strategy():
     """MultiWorkerMirroredStrategy under TF_CONFIG, MirroredStrategy on >1 GPU, else default."""
     if os.environ.get("TF_CONFIG"):
@@ -240,21 +222,15 @@ def distribution_strategy():
 def build_model(run_config: RunConfig, total_steps: int) -> AffineGAN:
     """The compiled AffineGAN for a resolved config (call inside the strategy scope)."""
     model_config, train = run_config.model, run_config.train
-    decay_steps = int(round(total_steps * train.decay_fraction))
-
-    def optimizer(name):
-        rate = ConstantThenLinearDecay(train.learning_rate, total_steps, decay_steps)
-        adam = keras.optimizers.Adam(rate, beta_1=train.beta_1, beta_2=train.beta_2, name=name)
-        return keras.optimizers.LossScaleOptimizer(adam) if train.loss_scaling else adam
-
+    generator_optimizer, discriminator_optimizer = make_optimizers(train, total_steps)
     model = AffineGAN(
         model_config,
         use_local_discriminator=model_config.local_discriminator == "on",
         seed=train.seed,
     )
     model.compile(
-        generator_optimizer=optimizer("generator_adam"),
-        discriminator_optimizer=optimizer("discriminator_adam"),
+        generator_optimizer=generator_optimizer,
+        discriminator_optimizer=discriminator_optimizer,
         loss_weights=train.loss_weights,
     )
     return model

@@ -160,6 +160,9 @@ def test_sample_structure_ranges_and_alignment():
         targets = to_uint8(batch["targets"][j]).numpy()
         masks = (batch["masks"][j] * 255).astype(np.uint8)
         check_alignment(neutral, targets, masks)
+        # The neutral frame's own mask (frame 0's), cropped and flipped like the frame.
+        neutral_mask = (batch["neutral_mask"][j] * 255).astype(np.uint8)
+        check_alignment(neutral, neutral[np.newaxis], neutral_mask[np.newaxis])
         video = int(batch["video_index"][j])
         assert neutral[0, 0, 2] == 40 * video  # the neutral is frame 0 of that video
         count = training_set.frame_counts[video]
@@ -170,11 +173,12 @@ def test_sample_structure_ranges_and_alignment():
 
 def test_no_masks_key_without_masks_or_when_not_asked_for():
     (batch,) = batches(dataset(coded_training_set(with_masks=False)), 1)
-    assert "masks" not in batch and batch["targets"].shape == (2, K, SIZE, SIZE, 3)
+    assert "masks" not in batch and "neutral_mask" not in batch
+    assert batch["targets"].shape == (2, K, SIZE, SIZE, 3)
     with_masks = coded_training_set()
     (without,) = batches(dataset(with_masks, include_masks=False), 1)
     (full,) = batches(dataset(with_masks), 1)
-    assert "masks" not in without
+    assert "masks" not in without and "neutral_mask" not in without
     for key in without:  # leaving the masks out changes nothing else
         np.testing.assert_array_equal(without[key], full[key])
     with pytest.raises(ValueError, match="no masks"):

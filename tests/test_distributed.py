@@ -35,6 +35,7 @@ SCRIPT = textwrap.dedent(
         "neutral": rng.uniform(-1, 1, (batch_size, size, size, 3)).astype("float32"),
         "targets": rng.uniform(-1, 1, (batch_size, k, size, size, 3)).astype("float32"),
         "masks": rng.integers(0, 2, (batch_size, k, size, size, 1)).astype("float32"),
+        "neutral_mask": rng.integers(0, 2, (batch_size, size, size, 1)).astype("float32"),
         "prior_intensities": rng.uniform(0, 1, (batch_size, k)).astype("float32"),
         "target_positions": rng.uniform(0, 1, (batch_size, k)).astype("float32"),
     }
@@ -56,7 +57,12 @@ SCRIPT = textwrap.dedent(
         tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     )
     same_start = max(float(np.abs(a - b).max()) for a, b in zip(init_one, init_two))
-    update = max(float(np.abs(a - b).max()) for a, b in zip(after_one, init_one))
+    # Weights only: the step counter (an integer) moves by 2 in both runs.
+    update = max(
+        float(np.abs(a - b).max())
+        for a, b in zip(after_one, init_one)
+        if a.dtype.kind == "f"
+    )
     difference = max(float(np.abs(a - b).max()) for a, b in zip(after_one, after_two))
     print(json.dumps({"replicas": [replicas_one, replicas_two], "same_start": same_start,
                       "update": update, "difference": difference}))
@@ -73,8 +79,10 @@ def test_mirrored_step_equals_single_device_step():
     assert figures["replicas"] == [1, 2]
     assert figures["same_start"] == 0.0
     assert figures["update"] > 1e-4  # two SGD steps really moved the weights
-    # Same update up to float32 reduction-order noise.
-    assert figures["difference"] < 1e-4, figures
+    # Same update up to float32 reduction-order noise, which instance norm over the 2 x 2 and
+    # 4 x 4 maps amplifies: measured 5e-6 to 1.5e-4 (of updates of 0.73) depending on the batch
+    # values and whether the local D is on. A wrong aggregation differs by the update's size.
+    assert figures["difference"] < 1e-3 * figures["update"], figures
 
 
 def test_worker_roles_from_the_cluster():

@@ -27,6 +27,7 @@ def make_batch(config, batch_size=1, seed=0):
             rng.uniform(-1, 1, (batch_size, targets, size, size, 3)), tf.float32
         ),
         "masks": tf.constant(rng.integers(0, 2, (batch_size, targets, size, size, 1)), tf.float32),
+        "neutral_mask": tf.constant(rng.integers(0, 2, (batch_size, size, size, 1)), tf.float32),
         "prior_intensities": tf.constant(rng.uniform(0, 1, (batch_size, targets)), tf.float32),
         "target_positions": tf.constant(rng.uniform(0, 1, (batch_size, targets)), tf.float32),
     }

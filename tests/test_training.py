@@ -16,8 +16,9 @@ import pytest
 from affinegan_tf.checkpoints import checkpoint_step, latest_checkpoint, load_model
 from affinegan_tf.config import RunConfig
 from affinegan_tf.errors import UserError
+from affinegan_tf.optimizers import ConstantThenLinearDecay
 from affinegan_tf.recipes import resolve_config
-from affinegan_tf.training import ConstantThenLinearDecay, fit
+from affinegan_tf.training import fit
 
 REPO = Path(__file__).resolve().parents[1]
 

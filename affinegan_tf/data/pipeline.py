@@ -358,8 +358,9 @@ def to_model_batch(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     converted = dict(batch)
     converted["neutral"] = to_model_range(batch["neutral"])
     converted["targets"] = to_model_range(batch["targets"])
-    if "masks" in batch:
-        converted["masks"] = tf.cast(batch["masks"] > 127, tf.float32)
+    for name in ("masks", "neutral_mask"):
+        if name in batch:
+            converted[name] = tf.cast(batch[name] > 127, tf.float32)
     return converted
 
 
@@ -397,7 +398,8 @@ def make_dataset(
 
     Returns:
         A dataset of dicts: `neutral` [b, S, S, 3] and `targets` [b, K, S, S, 3] float32 in
-        [-1, 1]; with masks, `masks` [b, K, S, S, 1] float32 in {0, 1} (no key without);
+        [-1, 1]; with masks, `masks` [b, K, S, S, 1] float32 in {0, 1} and the neutral
+        frame's own `neutral_mask` [b, S, S, 1] (no keys without);
         `prior_intensities` [b, K] float32 Uniform(0, 1); `target_positions` [b, K] float32,
         frame index / (T - 1); `video_index` [b] int32. b = batch_size / part count.
     """
@@ -466,10 +468,15 @@ def make_dataset(
             "video_index": tf.cast(video_index, tf.int32),
         }
         if with_masks:
-            masks = mask_reader.read(video_index, target_indices, top, left)
-            result["masks"] = tf.ensure_shape(
-                _maybe_flip(masks, flip), [num_targets, image_size, image_size, 1]
+            # The neutral frame's own mask first (the local D masks each frame with its own).
+            masks = mask_reader.read(
+                video_index, tf.concat([[0], target_indices], axis=0), top, left
             )
+            masks = tf.ensure_shape(
+                _maybe_flip(masks, flip), [num_targets + 1, image_size, image_size, 1]
+            )
+            result["neutral_mask"] = masks[0]
+            result["masks"] = masks[1:]
         return result
 
     options = tf.data.Options()
