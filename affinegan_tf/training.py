@@ -90,7 +90,8 @@ def load_pipeline(path: str | Path) -> dict:
         recipe = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"Pipeline recipe {path} is not valid TOML: {error}.") from error
-    unknown = sorted(set(recipe) - {"preset", "model", "data", "train", "description"})
+    # [pairs] is read by `prepare-pairs --pipeline` (pairs.py), not by fit.
+    unknown = sorted(set(recipe) - {"preset", "model", "data", "train", "description", "pairs"})
     if unknown:
         raise UserError(
             f"Pipeline recipe {path}: unknown section(s) {', '.join(unknown)}; "

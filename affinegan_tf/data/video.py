@@ -524,9 +524,8 @@ def prepare_photo(
     else:
         source_name = "the input image"
         image = to_uint8_rgb(path_or_array)
-    box = None
     if face_crop:
-        from affinegan_tf.data.faces import face_box
+        from affinegan_tf.data.faces import face_crop as crop_to_face
 
-        box = face_box(image, face_margin, source_name)
-    return square_resize(image, size, box)
+        return crop_to_face(image, size, face_margin, source_name)[0]
+    return square_resize(image, size)
