@@ -143,3 +143,71 @@ def format_models(models: list[ShippedModel]) -> str:
             f"  path: {model.path}"
         )
     return "\n".join(lines)
+
+
+# The files a shipped model keeps (at most GIT_BUDGET_BYTES in all): the SavedModel (what
+# `generate` runs on a base install), the fp16 TFLite models (phones, GPU delegate) and the ONNX
+# batch model. fp32 TFLite and the single-frame ONNX repeat the same weights and are dropped.
+SHIPPED_FILES = (
+    "manifest.json",
+    "saved_model/",
+    "generate_one_fp16.tflite",
+    "encode_fp16.tflite",
+    "decode_fp16.tflite",
+    "generate_frames.onnx",
+)
+GIT_BUDGET_BYTES = 60_000_000
+
+
+def slim_export(folder: str | Path, budget_bytes: int = GIT_BUDGET_BYTES) -> dict:
+    """Turns an export folder into a shipped model: drops the files not in SHIPPED_FILES and
+    rewrites manifest.json to list only what stays (with `shipped` saying what was dropped).
+
+    Returns:
+        The rewritten manifest.
+
+    Raises:
+        UserError: Not an export folder, or what stays is over `budget_bytes`.
+    """
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise UserError(f"{folder} is not an export folder (no {MANIFEST_FILE}).")
+    manifest = json.loads(manifest_path.read_text())
+
+    def kept(relative: str) -> bool:
+        return any(
+            relative == name or (name.endswith("/") and relative.startswith(name))
+            for name in SHIPPED_FILES
+        )
+
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    dropped = sorted(
+        path.relative_to(folder).as_posix()
+        for path in files
+        if not kept(path.relative_to(folder).as_posix())
+    )
+    total = sum(
+        path.stat().st_size for path in files if path.relative_to(folder).as_posix() not in dropped
+    )
+    if total > budget_bytes:
+        raise UserError(
+            f"{folder}: the shipped files take {total / 1e6:.1f} MB, over the "
+            f"{budget_bytes / 1e6:.0f} MB budget. Train a narrower model (ngf) or ship fewer "
+            "formats."
+        )
+    for relative in dropped:
+        (folder / relative).unlink()
+    manifest["files"] = [
+        entry for entry in manifest.get("files", []) if entry["path"] not in dropped
+    ]
+    manifest["parity"] = [
+        entry
+        for entry in manifest.get("parity", [])
+        if all(part not in dropped for part in entry["path"].split("+"))
+    ]
+    manifest["shipped"] = {"bytes": total, "dropped": dropped}
+    temporary = manifest_path.with_name(f".{MANIFEST_FILE}.partial")
+    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(temporary, manifest_path)
+    return manifest

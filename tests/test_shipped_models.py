@@ -228,3 +228,46 @@ def test_wheel_packs_shipped_models_and_finds_them_installed(tmp_path):
     (model,) = json.loads(listed.stdout)
     assert model["name"] == "smile-frl-64" and model["expression"] == "smile"
     assert Path(model["path"]) == (installed / "affinegan_tf" / "shipped" / "smile-frl-64")
+
+
+def test_slim_export_keeps_the_shipped_files_and_says_what_went(tmp_path):
+    from affinegan_tf.models import slim_export
+
+    folder = tmp_path / "smile-frl-128"
+    (folder / "saved_model" / "1" / "variables").mkdir(parents=True)
+    sizes = {
+        "saved_model/1/saved_model.pb": 10,
+        "saved_model/1/variables/variables.data-00000-of-00001": 400,
+        "generate_one_fp16.tflite": 200,
+        "generate_one.tflite": 400,
+        "encode.tflite": 200,
+        "generate_frames.onnx": 400,
+        "generate_one.onnx": 400,
+    }
+    for name, size in sizes.items():
+        (folder / name).write_bytes(b"x" * size)
+    manifest = {
+        "image_size": 128,
+        "files": [{"path": name, "bytes": size} for name, size in sizes.items()],
+        "parity": [{"path": "generate_one.tflite"}, {"path": "generate_frames.onnx"}],
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="over the 0 MB budget"):
+        slim_export(folder, budget_bytes=100)
+    assert (folder / "generate_one.tflite").is_file()  # nothing removed on refusal
+    result = slim_export(folder)
+    remaining = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert remaining == [
+        "generate_frames.onnx",
+        "generate_one_fp16.tflite",
+        "manifest.json",
+        "saved_model/1/saved_model.pb",
+        "saved_model/1/variables/variables.data-00000-of-00001",
+    ]
+    assert result["shipped"]["dropped"] == [
+        "encode.tflite",
+        "generate_one.onnx",
+        "generate_one.tflite",
+    ]
+    assert [entry["path"] for entry in result["parity"]] == ["generate_frames.onnx"]
+    assert json.loads((folder / "manifest.json").read_text()) == result
