@@ -88,6 +88,44 @@ def _inspect_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_pairs(args: argparse.Namespace) -> int:
+    import warnings
+
+    from affinegan_tf.pairs import format_summary, prepare_pairs, recipe_pair_options
+
+    options = recipe_pair_options(args.pipeline) if args.pipeline else {}
+    given = {
+        "size": args.size,
+        "margin": args.margin,
+        "hold_out": args.hold_out,
+        "expression": args.expression_name,
+        "licence": args.licence,
+        "attribution": args.attribution,
+    }
+    options.update({key: value for key, value in given.items() if value is not None})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        card = prepare_pairs(args.neutral, args.expression, args.out, **options)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    print(format_summary(card, args.out))
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    """--hold-out: comma-separated pair names, or @FILE with one name per line."""
+    from pathlib import Path
+
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as error:
+            raise argparse.ArgumentTypeError(f"cannot read {path}: {error}") from None
+        return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -155,6 +193,17 @@ def _generate(args: argparse.Namespace) -> int:
     )
     for path in outputs:
         print(path)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from affinegan_tf.models import format_models, list_models
+
+    models = list_models()
+    if args.json:
+        _print_json([model.to_dict() for model in models])
+    else:
+        print(format_models(models))
     return 0
 
 
@@ -269,6 +318,34 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--strict", action="store_true", help="any unusable video is an error")
     inspect.set_defaults(handler=_inspect_data, tensorflow=False)
 
+    pairs = commands.add_parser(
+        "prepare-pairs",
+        help="neutral + expression photos of the same people -> training data (two-frame videos)",
+        description="Matches photos by file name (same stem, else the person id before the "
+        "first _ or -), crops the neutral photo exactly as `generate` crops a user's photo, "
+        "registers the expression photo onto it on the eyes (dlib 5-point model, the eval "
+        "extra), and writes DATA/train/img/<name>/0000.png (neutral) and 0001.png.",
+    )
+    pairs.add_argument("--neutral", required=True, help="folder of neutral photos")
+    pairs.add_argument("--expression", required=True, help="folder of expression photos")
+    pairs.add_argument("--out", required=True, help="data set folder to write (DATA)")
+    pairs.add_argument(
+        "--pipeline", help="recipe whose [pairs] table gives the defaults, e.g. smile_frl"
+    )
+    pairs.add_argument("--size", type=int, help="side of the written frames (default 256)")
+    pairs.add_argument("--margin", type=float, help="face crop margin (default 0.35)")
+    pairs.add_argument(
+        "--hold-out",
+        type=_names,
+        help="pair names for DATA/test/img/: comma-separated, or @FILE (one per line)",
+    )
+    pairs.add_argument(
+        "--expression-name", help="what the expression is called (default: folder name)"
+    )
+    pairs.add_argument("--licence", help="licence of the photos (recorded for exports)")
+    pairs.add_argument("--attribution", help="attribution the licence requires")
+    pairs.set_defaults(handler=_prepare_pairs)
+
     fit = commands.add_parser("fit", help="train AffineGAN on a folder of face videos")
     fit.add_argument("--data", required=True, help="data set root or folder of videos")
     fit.add_argument(
@@ -323,7 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     imported.set_defaults(handler=_import_pytorch)
 
     generate = commands.add_parser("generate", help="make a GIF/MP4/PNGs from a neutral photo")
-    generate.add_argument("--model", required=True, help="run folder, SavedModel, .tflite, .onnx")
+    generate.add_argument(
+        "--model",
+        required=True,
+        help="run folder, export folder, SavedModel, .tflite, .onnx, or a shipped model's name "
+        "(see `affinegan-tf models`)",
+    )
     generate.add_argument(
         "--image", required=True, nargs="+", help="photo(s) or a folder of photos"
     )
@@ -333,7 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--max-intensity", type=float, default=1.0)
     generate.add_argument("--loop", choices=("none", "pingpong"), default="none")
     generate.add_argument("--fps", type=float, default=10.0)
-    generate.add_argument("--face-crop", action="store_true")
+    generate.add_argument(
+        "--face-crop",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="crop the detected face (default: as the model's manifest says; centre square "
+        "for run folders and models without one)",
+    )
     generate.add_argument(
         "--out",
         required=True,
@@ -346,6 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--threads", type=int, help="CPU threads for .tflite / .onnx models")
     generate.set_defaults(handler=_generate)
+
+    models = commands.add_parser("models", help="list the shipped models `generate` finds by name")
+    models.add_argument("--json", action="store_true", help="print a JSON list")
+    models.set_defaults(handler=_models)
 
     export = commands.add_parser("export", help="export generate(image, intensities)")
     export.add_argument("--model", required=True, help="run folder (latest checkpoint)")

@@ -142,7 +142,9 @@ def plan_outputs(photos: list[Path], out: str | Path, output_format: str | None 
     return targets
 
 
-def read_photo(path: Path, image_size: int, face_crop: bool) -> np.ndarray:
+def read_photo(
+    path: Path, image_size: int, face_crop: bool, face_margin: float = 0.35
+) -> np.ndarray:
     """A photo as the model's uint8 [S, S, 3] input (centre square, or the face with --face-crop).
 
     Raises:
@@ -155,7 +157,19 @@ def read_photo(path: Path, image_size: int, face_crop: bool) -> np.ndarray:
             f"Photo {path} is {width}x{height}: too small to hold a usable face. Use a photo at "
             f"least {MIN_PHOTO_SIDE} px on its shorter side (ideally {image_size} px or more)."
         )
-    return prepare_photo(image if not face_crop else path, image_size, face_crop=face_crop)
+    return prepare_photo(
+        image if not face_crop else path, image_size, face_crop=face_crop, face_margin=face_margin
+    )
+
+
+def expected_crop(manifest: dict | None, face_crop: bool | None) -> tuple[bool, float]:
+    """(crop the face?, margin): --face-crop / --no-face-crop if given, else what the model's
+    manifest says it was trained on (`input_crop`), else the centre square."""
+    crop = (manifest or {}).get("input_crop") or {}
+    margin = float(crop.get("margin", 0.35))
+    if face_crop is None:
+        return crop.get("kind") == "face", margin
+    return bool(face_crop), margin
 
 
 def generate_files(
@@ -167,7 +181,7 @@ def generate_files(
     max_intensity: float = 1.0,
     loop: str = "none",
     fps: float = 10.0,
-    face_crop: bool = False,
+    face_crop: bool | None = None,
     output_format: str | None = None,
     num_threads: int | None = None,
 ) -> list[Path]:
@@ -177,7 +191,8 @@ def generate_files(
     output appears only once complete.
 
     Args:
-        model_path: Run folder, export folder, SavedModel folder, .tflite or .onnx file.
+        model_path: Run folder, export folder, SavedModel folder, .tflite or .onnx file, or
+            the name of a shipped model (`affinegan-tf models`).
         images: Photo path(s) and/or folder(s) of photos.
         out: `.gif` / `.mp4` file, or a folder (see `plan_outputs`).
         intensities: Explicit intensities; otherwise `num_frames` from 0 to `max_intensity`.
@@ -185,7 +200,8 @@ def generate_files(
         max_intensity: End of the sweep.
         loop: "none" or "pingpong" (append the way back).
         fps: Frames per second of the GIF / MP4.
-        face_crop: Crop to the detected face instead of the centre square.
+        face_crop: Crop to the detected face instead of the centre square; None: as the
+            model's manifest says (shipped face models crop by default).
         output_format: "gif", "mp4" or "png" for outputs named after the photos.
         num_threads: CPU threads for TFLite / ONNX Runtime.
 
@@ -197,11 +213,16 @@ def generate_files(
     values = resolve_intensities(intensities, num_frames, max_intensity, loop)
     photos = expand_photos(images)
     targets = plan_outputs(photos, out, output_format)
-    backend = load_backend(model_path, num_threads=num_threads)
-    faces = [read_photo(photo, backend.image_size, face_crop) for photo in photos]
+    from affinegan_tf.models import resolve_model
+
+    backend = load_backend(resolve_model(model_path), num_threads=num_threads)
+    crop, margin = expected_crop(backend.manifest, face_crop)
+    faces = [read_photo(photo, backend.image_size, crop, margin) for photo in photos]
+    # Models trained on photo pairs record where their training apexes landed: 1 means that.
+    scale = float((backend.manifest or {}).get("intensity_scale", 1.0))
     written = []
     for face, target in zip(faces, targets, strict=True):
-        frames = backend.generate(face, values)
+        frames = backend.generate(face, [value * scale for value in values])
         if target.suffix.lower() not in (".gif", ".mp4"):
             # A PNG folder, even when the photo's name has a dot in it.
             target = f"{target}{os.sep}"

@@ -20,7 +20,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-RECIPE_SECTIONS = {"preset", "model", "data", "train", "description"}
+# [pairs] is read by `prepare-pairs --pipeline` (pairs.py), not by fit.
+RECIPE_SECTIONS = {"preset", "model", "data", "train", "description", "pairs"}
 
 
 def builtin_pipelines() -> dict[str, Path]:

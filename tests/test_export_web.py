@@ -259,7 +259,8 @@ def test_api_frames_match_generate(page, generated, name):
 @pytest.mark.slow
 def test_api_crop_box_matches_python_square_resize(page, web_export):
     """A face box reaching past the image: border pixels repeated, as square_resize does."""
-    from affinegan_tf.data.video import read_image, square_resize
+    from affinegan_tf.data.images import read_image
+    from affinegan_tf.data.square import square_resize
     from affinegan_tf.export.backends import load_backend
 
     box = {"x": -10, "y": 20, "side": 70}

@@ -147,7 +147,7 @@ def test_schedule_tail_in_epochs_steps_or_fraction():
 
 @pytest.mark.parametrize("name", ["ck_mixed", "cheeks_eyes"])
 def test_paper_recipes_state_epochs_and_tail(name):
-    from affinegan_tf.training import load_pipeline
+    from affinegan_tf.recipes import load_pipeline
 
     train = load_pipeline(REPO / "pipelines" / f"{name}.toml")["train"]
     assert train["epochs"] > train["decay_epochs"] > 0

@@ -38,14 +38,14 @@ def _cascade() -> cv2.CascadeClassifier:
     return classifier
 
 
-def detect_face(image_rgb: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Finds the largest frontal face.
+def detect_faces(image_rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Finds every frontal face (of at least a tenth of the shorter side), largest first.
 
     Args:
         image_rgb: uint8 [H, W, 3] RGB (or [H, W] grey).
 
     Returns:
-        (x, y, w, h) of the largest face in the image's pixel coordinates, or None.
+        (x, y, w, h) boxes in the image's pixel coordinates, largest first; empty if none.
     """
     image = np.asarray(image_rgb)
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
@@ -69,15 +69,29 @@ def detect_face(image_rgb: np.ndarray) -> tuple[int, int, int, int] | None:
     faces = _cascade().detectMultiScale(
         grey, scaleFactor=1.1, minNeighbors=4, minSize=(min_face, min_face)
     )
-    if len(faces) == 0:
-        return None
-    x, y, w, h = max(faces, key=lambda face: int(face[2]) * int(face[3]))
-    return (
-        int(round(x / scale)),
-        int(round(y / scale)),
-        int(round(w / scale)),
-        int(round(h / scale)),
-    )
+    ordered = sorted(faces, key=lambda face: int(face[2]) * int(face[3]), reverse=True)
+    return [
+        (
+            int(round(x / scale)),
+            int(round(y / scale)),
+            int(round(w / scale)),
+            int(round(h / scale)),
+        )
+        for x, y, w, h in ordered
+    ]
+
+
+def detect_face(image_rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Finds the largest frontal face.
+
+    Args:
+        image_rgb: uint8 [H, W, 3] RGB (or [H, W] grey).
+
+    Returns:
+        (x, y, w, h) of the largest face in the image's pixel coordinates, or None.
+    """
+    faces = detect_faces(image_rgb)
+    return faces[0] if faces else None
 
 
 def face_box(image_rgb: np.ndarray, margin: float, source_name: str) -> tuple[int, int, int]:
@@ -109,3 +123,4 @@ def face_box(image_rgb: np.ndarray, margin: float, source_name: str) -> tuple[in
     side = max(1, int(round(max(w, h) * (1.0 + 2.0 * margin))))
     center_x, center_y = x + w / 2.0, y + h / 2.0
     return int(round(center_x - side / 2.0)), int(round(center_y - side / 2.0)), side
+

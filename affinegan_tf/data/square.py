@@ -105,5 +105,28 @@ def prepare_photo(
     else:
         source_name = "the input image"
         image = to_uint8_rgb(path_or_array)
-    box = face_box(image, face_margin, source_name) if face_crop else None
-    return square_resize(image, size, box)
+    if face_crop:
+        return crop_to_face(image, size, face_margin, source_name)[0]
+    return square_resize(image, size)
+
+
+def crop_to_face(
+    image_rgb: np.ndarray, size: int, margin: float, source_name: str
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The face crop of a photo as model input: THE crop shared by `generate --face-crop` and
+    `prepare-pairs`, so that a model trained on prepared pairs sees users' photos the same way.
+
+    Args:
+        image_rgb: uint8 [H, W, 3] RGB.
+        size: Output side in pixels.
+        margin: See `face_box`.
+        source_name: The file named in the error message.
+
+    Returns:
+        (uint8 [size, size, 3] crop, the (x, y, side) box it was cut from).
+
+    Raises:
+        UserError: No face was found.
+    """
+    box = face_box(image_rgb, margin, source_name)
+    return square_resize(image_rgb, size, box), box

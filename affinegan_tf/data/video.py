@@ -28,7 +28,6 @@ from affinegan_tf.data.native_stderr import captured_native_stderr
 
 # training.py (rewritten on another branch) still imports these two from here: at merge, import
 # them from affinegan_tf.data.square there and delete this line.
-from affinegan_tf.data.square import prepare_photo, square_resize  # noqa: F401
 from affinegan_tf.errors import UserError
 
 # Containers whose header frame count is exact; for the others OpenCV estimates it from the

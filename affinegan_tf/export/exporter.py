@@ -205,6 +205,7 @@ def export_generator(
     preset: str | None = None,
     source: dict | None = None,
     intensity_range: dict | None = None,
+    card: dict | None = None,
 ) -> dict:
     """Exports a generator to `out_dir` and returns the manifest (also written as manifest.json).
 
@@ -216,6 +217,8 @@ def export_generator(
         preset: Preset name recorded in the manifest.
         source: Where the weights came from (run folder, checkpoint), recorded as given.
         intensity_range: The intensity range seen in training, recorded as given.
+        card: Top-level manifest entries about what the model is for (name, expression,
+            input_crop, training_data, intensity_scale: see `model_card`), recorded as given.
 
     Raises:
         UserError: Bad formats or an `out_dir` that is not an export.
@@ -300,6 +303,7 @@ def export_generator(
             "formats": chosen,
             "files": files,
             "parity": parity,
+            **(card or {}),
         }
         if intensity_range is None:
             manifest["intensity_range_note"] = (
@@ -344,6 +348,7 @@ def export_model(
     _check_target(out_dir)
     checkpoint = latest_checkpoint(run_dir)
     model, config = load_model(run_dir, checkpoint)
+    intensity_range = read_intensity_range(run_dir)
     return export_generator(
         model.generator,
         out_dir,
@@ -354,5 +359,46 @@ def export_model(
             "run_dir": str(run_dir.resolve()),
             "checkpoint": Path(checkpoint).name,
         },
-        intensity_range=read_intensity_range(run_dir),
+        intensity_range=intensity_range,
+        card=model_card(config, out_dir.name, intensity_range),
     )
+
+
+def model_card(config, name: str, intensity_range: dict | None) -> dict:
+    """What `affinegan-tf models` and `generate --model NAME` need to know about an export.
+
+    The crop a photo needs and the training data's licence come from the data card that
+    `prepare-pairs` wrote (pairs.json) when the run trained on prepared pairs; otherwise the crop
+    is the run's own (--face-crop or the centre square). For prepared pairs (two-frame videos whose
+    second frame is the apex) `intensity_scale` is the mean intensity inferred on the training
+    apexes: `generate` multiplies requested intensities by it, so that 1 means the training smile.
+    """
+    from affinegan_tf.pairs import read_data_card
+
+    data = getattr(config, "data", None)
+    data_card = read_data_card(data.data_dir) if data is not None and data.data_dir else None
+    card: dict = {"name": name}
+    if data_card is None:
+        card["input_crop"] = (
+            {
+                "kind": "face",
+                "detector": "opencv haarcascade_frontalface_alt2",
+                "margin": float(data.face_margin),
+            }
+            if data is not None and data.face_crop
+            else {"kind": "centre"}
+        )
+        return card
+    card["expression"] = data_card.get("expression")
+    card["input_crop"] = data_card.get("crop")
+    card["training_data"] = {
+        "licence": data_card.get("licence"),
+        "attribution": data_card.get("attribution"),
+        "kind": data_card.get("kind"),
+        "pairs": len(data_card.get("train", [])),
+        "held_out": data_card.get("held_out", []),
+    }
+    mean = (intensity_range or {}).get("mean")
+    if mean is not None and mean > 0:
+        card["intensity_scale"] = float(mean)
+    return card
