@@ -11,7 +11,8 @@ import pytest
 
 from affinegan_tf.config import PRESETS, RunConfig, TrainConfig
 from affinegan_tf.errors import UserError
-from affinegan_tf.training import build_model, random_batch
+from affinegan_tf.speed import random_batch
+from affinegan_tf.training import build_model
 
 
 def test_precision_policy_and_loss_scaling_follow_the_dtype():
