@@ -218,6 +218,12 @@ class TrainConfig:
                 f"mixed_precision_dtype must be one of {MIXED_PRECISION_DTYPES}, "
                 f"got {self.mixed_precision_dtype!r}."
             )
+        if self.decay_epochs is not None and self.decay_epochs < 0:
+            raise UserError(f"decay_epochs must be >= 0, got {self.decay_epochs}.")
+        if self.decay_steps is not None and self.decay_steps < 0:
+            raise UserError(f"decay_steps must be >= 0, got {self.decay_steps}.")
+        if self.decay_epochs is not None and self.decay_steps is not None:
+            raise UserError("Give the learning-rate tail as decay_epochs or decay_steps, not both.")
 
     @property
     def precision_policy(self) -> str:
@@ -228,12 +234,6 @@ class TrainConfig:
     def loss_scaling(self) -> bool:
         """Whether the optimisers need loss scaling (float16 only: bfloat16 has float32's range)."""
         return self.mixed_precision and self.mixed_precision_dtype == "float16"
-        if self.decay_epochs is not None and self.decay_epochs < 0:
-            raise UserError(f"decay_epochs must be >= 0, got {self.decay_epochs}.")
-        if self.decay_steps is not None and self.decay_steps < 0:
-            raise UserError(f"decay_steps must be >= 0, got {self.decay_steps}.")
-        if self.decay_epochs is not None and self.decay_steps is not None:
-            raise UserError("Give the learning-rate tail as decay_epochs or decay_steps, not both.")
 
     def total_steps(self, num_videos: int) -> int:
         """Total generator steps for a data set of `num_videos` videos."""

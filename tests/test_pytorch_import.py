@@ -65,7 +65,7 @@ def imported_runs(reference_generator, tmp_path_factory):
 @pytest.mark.parametrize("serialisation", ["legacy", "zip"])
 def test_imported_frames_equal_the_reference(serialisation, imported_runs, reference_generator):
     from affinegan_tf.checkpoints import load_model
-    from affinegan_tf.generation import generate_frames
+    from affinegan_tf.rendering import generate_frames
 
     result = imported_runs[serialisation]
     sources = json.loads((result.run_dir / "import.json").read_text())["sources"]
@@ -265,7 +265,7 @@ def test_fine_tuning_starts_from_the_imported_weights(imported_runs, reference_g
     assert saved.model.intensity_formula == "authors_code"
     # One small step moved the weights a little from the imported ones, not to a fresh init.
     face = photo(0)
-    from affinegan_tf.generation import generate_frames
+    from affinegan_tf.rendering import generate_frames
 
     ours = generate_frames(model.generator, face, [0.5]).astype(int)
     theirs = reference.reference_frames(reference_generator, face, [0.5]).astype(int)
@@ -311,7 +311,7 @@ def test_cli_import_then_fine_tune(toy_data, tmp_path):
 def test_paper_size_generator_imports_as_the_paper_preset(tmp_path):
     """The real size: 74 M parameters, legacy format, detected as `paper`, same frames."""
     from affinegan_tf.checkpoints import load_model
-    from affinegan_tf.generation import generate_frames
+    from affinegan_tf.rendering import generate_frames
 
     generator = reference.randomise(reference.ReferenceGenerator(256, 64), seed=7)
     source = save(generator, tmp_path / "latest_net_G.pth", legacy=True)
