@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from batches import make_batch
 from keras import layers as keras_layers
 from keras import ops
 
@@ -155,19 +156,6 @@ def test_dead_biases_are_exactly_those_before_a_norm():
     )
 
 
-def make_batch(seed=0):
-    rng = np.random.default_rng(seed)
-    size, targets = TINY.image_size, TINY.num_targets
-    return {
-        "neutral": tf.constant(rng.uniform(-1, 1, (2, size, size, 3)), tf.float32),
-        "targets": tf.constant(rng.uniform(-1, 1, (2, targets, size, size, 3)), tf.float32),
-        "masks": tf.constant(rng.integers(0, 2, (2, targets, size, size, 1)), tf.float32),
-        "neutral_mask": tf.constant(rng.integers(0, 2, (2, size, size, 1)), tf.float32),
-        "prior_intensities": tf.constant(rng.uniform(0, 1, (2, targets)), tf.float32),
-        "target_positions": tf.constant(rng.uniform(0, 1, (2, targets)), tf.float32),
-    }
-
-
 def train_losses(steps):
     model = AffineGAN(TINY, use_local_discriminator=True, seed=0)
     model.compile(
@@ -178,7 +166,7 @@ def train_losses(steps):
     step = tf.function(model.train_step)
     history = []
     for index in range(steps):
-        logs = step(make_batch(seed=index))
+        logs = step(make_batch(TINY, batch_size=2, seed=index))
         history.append({name: float(value) for name, value in logs.items()})
     return history
 

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from batches import make_batch
 
 from affinegan_tf.checkpoints import (
     OPTIONAL_KEYS,
@@ -32,21 +33,6 @@ from affinegan_tf.optimizers import ConstantThenLinearDecay, make_optimizers, sc
 REPO = Path(__file__).resolve().parents[1]
 # Small and without dropout unless a test needs it: the comparisons below are exact.
 SMALL = dataclasses.replace(PRESETS["tiny"], image_size=32, ngf=8, ndf=8)
-
-
-def make_batch(config, batch_size=1, seed=0):
-    rng = np.random.default_rng(seed)
-    size, targets = config.image_size, config.num_targets
-    return {
-        "neutral": tf.constant(rng.uniform(-1, 1, (batch_size, size, size, 3)), tf.float32),
-        "targets": tf.constant(
-            rng.uniform(-1, 1, (batch_size, targets, size, size, 3)), tf.float32
-        ),
-        "masks": tf.constant(rng.integers(0, 2, (batch_size, targets, size, size, 1)), tf.float32),
-        "neutral_mask": tf.constant(rng.integers(0, 2, (batch_size, size, size, 1)), tf.float32),
-        "prior_intensities": tf.constant(rng.uniform(0, 1, (batch_size, targets)), tf.float32),
-        "target_positions": tf.constant(rng.uniform(0, 1, (batch_size, targets)), tf.float32),
-    }
 
 
 def compiled(config=SMALL, local=True, total_steps=100, **train):

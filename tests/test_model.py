@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from batches import make_batch
 
 from affinegan_tf.config import PRESETS, LossWeights
 from affinegan_tf.gan import AffineGAN
@@ -16,21 +17,6 @@ from affinegan_tf.layers import InstanceNorm, NormalisedConv2D, NormalisedConv2D
 from affinegan_tf.networks import AffineGenerator, PatchDiscriminator, count_parameters
 
 TINY = PRESETS["tiny"]
-
-
-def make_batch(config, batch_size=1, seed=0):
-    rng = np.random.default_rng(seed)
-    size, targets = config.image_size, config.num_targets
-    return {
-        "neutral": tf.constant(rng.uniform(-1, 1, (batch_size, size, size, 3)), tf.float32),
-        "targets": tf.constant(
-            rng.uniform(-1, 1, (batch_size, targets, size, size, 3)), tf.float32
-        ),
-        "masks": tf.constant(rng.integers(0, 2, (batch_size, targets, size, size, 1)), tf.float32),
-        "neutral_mask": tf.constant(rng.integers(0, 2, (batch_size, size, size, 1)), tf.float32),
-        "prior_intensities": tf.constant(rng.uniform(0, 1, (batch_size, targets)), tf.float32),
-        "target_positions": tf.constant(rng.uniform(0, 1, (batch_size, targets)), tf.float32),
-    }
 
 
 def compiled_model(config=TINY, local=True, generator_rate=1e-3, discriminator_rate=1e-3):

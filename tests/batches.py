@@ -1,0 +1,23 @@
+"""A random training batch shaped like the data pipeline's, for model and train-step tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+def make_batch(config, batch_size=1, seed=0):
+    """Random pixels in [-1, 1], random 0/1 masks (the local D's, and the neutral frame's own),
+    prior intensities and frame positions, drawn in a fixed order from `seed`."""
+    rng = np.random.default_rng(seed)
+    size, targets = config.image_size, config.num_targets
+    return {
+        "neutral": tf.constant(rng.uniform(-1, 1, (batch_size, size, size, 3)), tf.float32),
+        "targets": tf.constant(
+            rng.uniform(-1, 1, (batch_size, targets, size, size, 3)), tf.float32
+        ),
+        "masks": tf.constant(rng.integers(0, 2, (batch_size, targets, size, size, 1)), tf.float32),
+        "neutral_mask": tf.constant(rng.integers(0, 2, (batch_size, size, size, 1)), tf.float32),
+        "prior_intensities": tf.constant(rng.uniform(0, 1, (batch_size, targets)), tf.float32),
+        "target_positions": tf.constant(rng.uniform(0, 1, (batch_size, targets)), tf.float32),
+    }
