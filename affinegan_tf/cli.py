@@ -131,7 +131,7 @@ def _names(text: str) -> list[str]:
 
 def _fit(args: argparse.Namespace) -> int:
     from affinegan_tf.recipes import config_from_flags
-    from affinegan_tf.run_folder import default_run_dir
+    from affinegan_tf.run_folder import default_run_dir, trained_intensity_formula
     from affinegan_tf.training import fit
 
     run_config = config_from_flags(
@@ -150,7 +150,7 @@ def _fit(args: argparse.Namespace) -> int:
         mixed_precision_dtype=args.mixed_precision,
         intensity=args.intensity,
         intensity_discriminator=args.intensity_discriminator,
-        intensity_formula=args.intensity_formula,
+        intensity_formula=args.intensity_formula or trained_intensity_formula(args.out),
         strict=args.strict,
     )
     run_dir = args.out or default_run_dir(args.data)

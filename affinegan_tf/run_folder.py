@@ -47,6 +47,17 @@ def is_run_folder(path: str | Path) -> bool:
     return (Path(path) / CONFIG_FILE).is_file()
 
 
+def trained_intensity_formula(run_dir: str | Path | None) -> str | None:
+    """The intensity formula the weights in a run folder were trained with (None: no run there).
+
+    A property of the weights, like the architecture: resuming or fine-tuning a run (an imported
+    one trained with the authors' formula, say) keeps it unless a flag or recipe names another.
+    """
+    if run_dir is None or not is_run_folder(run_dir):
+        return None
+    return RunConfig.load(Path(run_dir) / CONFIG_FILE).model.intensity_formula
+
+
 def default_run_dir(data_dir: str) -> Path:
     """runs/<data set name>-<YYYYmmdd-HHMMSS>."""
     name = Path(data_dir).resolve().name or "data"
