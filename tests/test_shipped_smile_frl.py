@@ -1,0 +1,96 @@
+"""The model committed in exported/smile-frl-64/: what its manifest promises (crop, attribution,
+sizes within the issue's limits) and that `generate` by its name makes a smile from a held-out
+person's photo (a = 0 gives the face back, a = 1 changes the mouth more than the rest)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NAME = "smile-frl-64"
+FOLDER = REPO_ROOT / "exported" / NAME
+
+pytestmark = pytest.mark.skipif(not FOLDER.is_dir(), reason=f"{FOLDER} is not in this checkout")
+
+
+def _manifest() -> dict:
+    return json.loads((FOLDER / "manifest.json").read_text())
+
+
+def test_manifest_carries_crop_attribution_and_hold_out():
+    manifest = _manifest()
+    assert manifest["name"] == NAME and manifest["expression"] == "smile"
+    assert manifest["image_size"] == 64
+    assert manifest["input_crop"]["kind"] == "face" and manifest["input_crop"]["margin"] == 0.35
+    data = manifest["training_data"]
+    assert data["licence"] == "CC BY 4.0"
+    assert "Face Research Lab London Set" in data["attribution"]
+    assert len(data["held_out"]) == 12 and data["pairs"] == 70
+    assert manifest["model_config"]["intensity"] == "temporal"
+
+
+def test_shipped_files_stay_within_the_limits():
+    sizes = {
+        path.relative_to(FOLDER).as_posix(): path.stat().st_size
+        for path in FOLDER.rglob("*")
+        if path.is_file()
+    }
+    assert sum(sizes.values()) <= 60_000_000
+    assert sizes["generate_one_fp16.tflite"] <= 30_000_000
+    assert "saved_model/1/saved_model.pb" in sizes  # what `generate` runs on a base install
+    assert "generate_frames.onnx" in sizes
+    # The manifest lists only what was kept (slim_export).
+    assert all((FOLDER / entry["path"]).exists() for entry in _manifest()["files"])
+
+
+def test_models_lists_it():
+    from affinegan_tf.models import list_models, resolve_model
+
+    (model,) = [m for m in list_models() if m.name == NAME]
+    assert (model.expression, model.image_size, model.licence) == ("smile", 64, "CC BY 4.0")
+    assert resolve_model(NAME) == FOLDER.resolve()
+
+
+def test_generate_by_name_smiles_held_out_people(shared_data, tmp_path):
+    from affinegan_tf.data.images import read_image
+    from affinegan_tf.data.square import prepare_photo
+    from affinegan_tf.generation import generate_files
+
+    # The first four held-out people (never trained on; the hold-out order, not picked).
+    photos = [
+        shared_data / "frl-london" / "neutral" / f"{n}.jpg" for n in ("001", "013", "022", "034")
+    ]
+    if not all(photo.is_file() for photo in photos):
+        pytest.skip("../shared/data/frl-london is not at hand")
+    folders = generate_files(
+        NAME, photos, f"{tmp_path}/frames/", intensities=[0.0, 1.0], output_format="png"
+    )
+    mouth, upper = [], []
+    for photo, folder in zip(photos, folders, strict=True):
+        neutral, smile = (
+            read_image(path).astype(np.float32) for path in sorted(folder.glob("*.png"))
+        )
+        face = prepare_photo(photo, 64, face_crop=True, face_margin=0.35).astype(np.float32)
+        # a = 0 is the input face (a reconstruction at 64 px: close, not equal).
+        assert np.abs(neutral - face).mean() < 8.0
+        change = np.abs(smile - neutral).mean(axis=-1)
+        mouth.append(change[38:52, 20:44].mean())  # lower middle of the face crop
+        upper.append(change[4:30, :].mean())  # forehead and eyes
+    # a = 1 changes the mouth more than the upper face (which changes a little everywhere).
+    assert np.mean(mouth) > 1.3 * np.mean(upper), (mouth, upper)
+
+
+def test_recipe_rebuilds_the_shipped_model_from_the_same_pairs(tmp_path):
+    from affinegan_tf.pairs import recipe_pair_options
+    from affinegan_tf.recipes import resolve_config
+
+    # Same [pairs] section as smile_frl: prepare-pairs writes the same data for both recipes.
+    assert recipe_pair_options("smile_frl_64") == recipe_pair_options("smile_frl")
+    config = resolve_config(str(tmp_path), pipeline=str(REPO_ROOT / "pipelines/smile_frl_64.toml"))
+    shipped = _manifest()["model_config"]
+    assert {key: getattr(config.model, key) for key in shipped} == shipped
+    assert (config.train.steps, config.train.learning_rate) == (6000, 1e-3)
