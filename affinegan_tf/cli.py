@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -208,7 +207,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from affinegan_tf.export.exporter import export_model
+    from affinegan_tf.export.exporter import export_model, format_export
 
     manifest = export_model(
         model_path=args.model,
@@ -216,29 +215,7 @@ def _export(args: argparse.Namespace) -> int:
         formats=[part.strip() for part in args.formats.split(",") if part.strip()],
         fp16=args.fp16,
     )
-    for entry in manifest["files"]:
-        print(f"{entry['path']}  ({entry['bytes'] / 1e6:.1f} MB)")
-    for entry in manifest["files"]:
-        gpu = entry.get("gpu_delegate")
-        if gpu is not None:
-            verdict = "all ops" if gpu["gpu_compatible"] else "; ".join(gpu["problems"][:3])
-            print(f"TFLite GPU delegate, {entry['path']}: {verdict}")
-        usability = entry.get("mobile_usability")
-        if usability is not None:
-            figures = ", ".join(
-                f"{provider} {report['supported_nodes']}/{report['nodes']} nodes "
-                f"in {report['partitions']} partition(s)"
-                for provider, report in usability.items()
-            )
-            print(f"ONNX Runtime mobile, {entry['path']}: {figures}")
-    worst = {}
-    for item in manifest["parity"]:
-        worst[item["path"]] = f"{item['max_abs_difference']:.2g} ({item['scale']})"
-    print("max difference from Keras: " + ", ".join(f"{k} {v}" for k, v in worst.items()))
-    print(f"manifest: {os.path.join(args.out, 'manifest.json')}")
-    if "web" in manifest["formats"]:
-        page = os.path.join(args.out, "web")
-        print(f"browser page: python -m http.server -b 127.0.0.1 -d {page}  (then open the URL)")
+    print(format_export(manifest, args.out))
     return 0
 
 

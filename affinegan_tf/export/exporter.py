@@ -402,3 +402,31 @@ def model_card(config, name: str, intensity_range: dict | None) -> dict:
     if mean is not None and mean > 0:
         card["intensity_scale"] = float(mean)
     return card
+
+
+def format_export(manifest: dict, out_dir: str | Path) -> str:
+    """What `affinegan-tf export` prints: files, sizes, mobile op checks, parity, where to look."""
+    lines = [f"{entry['path']}  ({entry['bytes'] / 1e6:.1f} MB)" for entry in manifest["files"]]
+    for entry in manifest["files"]:
+        gpu = entry.get("gpu_delegate")
+        if gpu is not None:
+            verdict = "all ops" if gpu["gpu_compatible"] else "; ".join(gpu["problems"][:3])
+            lines.append(f"TFLite GPU delegate, {entry['path']}: {verdict}")
+        usability = entry.get("mobile_usability")
+        if usability is not None:
+            figures = ", ".join(
+                f"{provider} {report['supported_nodes']}/{report['nodes']} nodes "
+                f"in {report['partitions']} partition(s)"
+                for provider, report in usability.items()
+            )
+            lines.append(f"ONNX Runtime mobile, {entry['path']}: {figures}")
+    worst = {
+        item["path"]: f"{item['max_abs_difference']:.2g} ({item['scale']})"
+        for item in manifest["parity"]
+    }
+    lines.append("max difference from Keras: " + ", ".join(f"{k} {v}" for k, v in worst.items()))
+    lines.append(f"manifest: {Path(out_dir) / 'manifest.json'}")
+    if "web" in manifest["formats"]:
+        page = Path(out_dir) / "web"
+        lines.append(f"browser page: python -m http.server -b 127.0.0.1 -d {page}  (then open it)")
+    return "\n".join(lines)
