@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pairs.add_argument("--licence", help="licence of the photos (recorded for exports)")
     pairs.add_argument("--attribution", help="attribution the licence requires")
-    pairs.set_defaults(handler=_prepare_pairs)
+    pairs.set_defaults(handler=_prepare_pairs, tensorflow=False)
 
     fit = commands.add_parser("fit", help="train AffineGAN on a folder of face videos")
     fit.add_argument("--data", required=True, help="data set root or folder of videos")
@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the shipped models `generate` finds by name")
     models.add_argument("--json", action="store_true", help="print a JSON list")
-    models.set_defaults(handler=_models)
+    models.set_defaults(handler=_models, tensorflow=False)
 
     export = commands.add_parser("export", help="export generate(image, intensities)")
     export.add_argument("--model", required=True, help="run folder (latest checkpoint)")

@@ -82,6 +82,12 @@ def _import_tensorflow() -> None:
 
     # Listing devices initialises the platforms (the cuInit attempt) while stderr is caught.
     tf.config.list_physical_devices()
+    # Grappler's remapper fails on every graph of this model, training and exported alike
+    # ("fanout ... exist for missing node .../BiasAdd": a conv's BiasAdd feeds both the fused
+    # activation and the affine combine or the skip), logs an E0000 line each time a function is
+    # first run, and leaves the graph unchanged. Switching it off loses nothing (measured in
+    # compute_settings.py) and keeps `generate`'s output to its own lines.
+    tf.config.optimizer.set_experimental_options({"remapping": False})
 
 
 def start_tensorflow(verbose: bool = False, importer: Callable[[], None] = _import_tensorflow):

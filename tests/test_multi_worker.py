@@ -35,6 +35,7 @@ WORKER_SCRIPT = textwrap.dedent(
     steps, batch_size = int(sys.argv[3]), int(sys.argv[4])
     import keras
     from affinegan_tf import training
+    from affinegan_tf.recipes import resolve_config
 
     build_model = training.build_model
 
@@ -44,7 +45,7 @@ WORKER_SCRIPT = textwrap.dedent(
         return model
 
     training.build_model = build_with_sgd
-    config = training.resolve_config(
+    config = resolve_config(
         data_dir,
         preset_name="tiny",
         model_overrides={"noise_std": 0.0, "dropout": 0.0},

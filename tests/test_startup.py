@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from cli_helpers import console_script
+from conftest import REPO_ROOT
 
 from affinegan_tf import startup
 
@@ -108,3 +109,25 @@ def test_the_module_never_imports_tensorflow_itself():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_generate_prints_only_its_output_path(shared_data, tmp_path):
+    """A whole normal run, TensorFlow's runtime included: the GIF's path on stdout, nothing on
+    stderr (the remapper's E0000 line on this model's graphs used to appear here)."""
+    out = tmp_path / "smile.gif"
+    result = _run(
+        [
+            "generate",
+            "--model",
+            str(REPO_ROOT / "exported" / "smile-frl-64"),
+            "--image",
+            str(shared_data / "lisa4.jpg"),
+            "--out",
+            str(out),
+        ],
+        {},
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out) and out.is_file()
+    assert result.stderr == ""
