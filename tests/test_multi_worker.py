@@ -137,6 +137,16 @@ def stop_all(workers) -> None:
             process.wait(timeout=30)
 
 
+def wait_all_succeed(workers) -> None:
+    """Waits for every worker (killing any left on the way out); each must exit 0."""
+    try:
+        codes = [wait(process, log) for process, log in workers]
+    finally:
+        stop_all(workers)
+    for code, (_, log) in zip(codes, workers, strict=True):
+        assert code == 0, tail(log)
+
+
 @pytest.fixture(scope="module")
 def small_toy(tmp_path_factory) -> Path:
     from affinegan_tf.toy import write_toy_dataset
@@ -154,12 +164,8 @@ def test_two_workers_train_like_one_process_on_the_same_global_batch(small_toy, 
         [*script, str(tmp_path / "two"), str(steps), str(batch_size)], tmp_path, "equal"
     )
     single_log = tmp_path / "single.log"
-    try:
-        codes = [wait(process, log) for process, log in workers]
-    finally:
-        stop_all(workers)
-    for code, (_, log) in zip(codes, workers, strict=True):
-        assert code == 0, tail(log)
+    wait_all_succeed(workers)
+    for _, log in workers:
         assert f"FINISHED {steps}" in log.read_text()
     with open(single_log, "w") as handle:
         single = subprocess.Popen(
@@ -248,12 +254,7 @@ def test_a_lost_worker_stops_the_other_and_a_restart_resumes(small_toy, tmp_path
     assert saved and saved[-1] < 40
 
     workers = start_workers(command, tmp_path, "again", AFFINEGAN_COLLECTIVE_TIMEOUT="30")
-    try:
-        codes = [wait(process, log) for process, log in workers]
-    finally:
-        stop_all(workers)
-    for code, (_, log) in zip(codes, workers, strict=True):
-        assert code == 0, tail(log)
+    wait_all_succeed(workers)
     chief = workers[0][1].read_text()
     assert f"Resuming {run} at step {saved[-1]}/40" in chief, tail(workers[0][1])
     assert "Done: step 40/40" in chief
