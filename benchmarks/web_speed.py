@@ -24,15 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from affinegan_tf.export.web import HEADLESS_CHROMIUM_ARGS as CHROMIUM_ARGS
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

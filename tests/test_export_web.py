@@ -30,17 +30,9 @@ import pytest
 
 from affinegan_tf.errors import UserError
 from affinegan_tf.export import exporter
+from affinegan_tf.export.web import HEADLESS_CHROMIUM_ARGS as CHROMIUM_ARGS
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 INTENSITIES = [0.0, 0.5, 1.0]
 # name -> (height, width): a landscape photo shrunk by 1.25 (INTER_AREA, uneven cells), a square
 # one halved (OpenCV's 2x2 fast path), and a small portrait one enlarged (INTER_CUBIC).

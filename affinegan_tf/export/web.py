@@ -24,6 +24,17 @@ WEB_DIR = "web"
 MODELS_DIR = "models"
 MODEL_FILE = "model.json"
 ASSETS = Path(__file__).with_name("web_assets")
+# How the tests and benchmarks start Debian's headless Chromium on the page: offline, as root,
+# without the background connections a closed network refuses.
+HEADLESS_CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 # Copied for the page; anything else in web_assets (editor files, caches) is left out.
 ASSET_SUFFIXES = (".html", ".js", ".mjs", ".css", ".wasm", ".md", ".txt", "")
 
