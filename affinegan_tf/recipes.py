@@ -68,7 +68,8 @@ def load_pipeline(path: str | Path) -> dict:
     if unknown:
         raise UserError(
             f"Pipeline recipe {path}: unknown section(s) {', '.join(unknown)}; "
-            "expected preset, description, [model], [data], [train]."
+            "expected preset, description, [model], [data], [train] (and [pairs] for "
+            "prepare-pairs)."
         )
     return recipe
 

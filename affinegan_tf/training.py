@@ -38,7 +38,7 @@ from affinegan_tf.distributed import WorkerRole
 from affinegan_tf.errors import UserError
 from affinegan_tf.gan import AffineGAN
 from affinegan_tf.optimizers import make_optimizers
-from affinegan_tf.run_folder import CONFIG_FILE, LOGS_DIR, prepare_run_dir
+from affinegan_tf.run_folder import LOGS_DIR, is_run_folder, prepare_run_dir
 from affinegan_tf.samples import range_clips, sample_face
 
 
@@ -70,7 +70,7 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
     if worker.is_chief:
         resuming = prepare_run_dir(run_dir, run_config, force)
     else:
-        resuming = (run_dir / CONFIG_FILE).is_file()
+        resuming = is_run_folder(run_dir)
     write_dir = worker.write_dir(run_dir)
     with strategy.scope():
         model = build_model(run_config, total_steps)
