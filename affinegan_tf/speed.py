@@ -50,5 +50,12 @@ def measure_steps_per_second(run_config: RunConfig, steps: int = 40, warmup: int
     dataset = tf.data.Dataset.from_tensors(random_batch(run_config)).repeat()
     first, last = warmup - 1, warmup + steps - 1
     clock = _BatchClock((first, last))
-    model.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[clock])
+    model.fit(
+        dataset,
+        steps_per_epoch=warmup + steps,
+        epochs=1,
+        verbose=0,
+        shuffle=False,  # a repeated tensor: Keras would warn that it cannot shuffle it
+        callbacks=[clock],
+    )
     return steps / (clock.marks[last] - clock.marks[first])
