@@ -150,6 +150,7 @@ def _fit(args: argparse.Namespace) -> int:
         intensity=args.intensity,
         intensity_discriminator=args.intensity_discriminator,
         intensity_formula=args.intensity_formula or trained_intensity_formula(args.out),
+        output_mode=args.output_mode,
         strict=args.strict,
     )
     run_dir = args.out or default_run_dir(args.data)
@@ -358,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("paper", "authors_code"),
         help="divide the projection by <fd,fd> (paper, default) or |fd| (the authors' code and "
         "their released models: keep it when fine-tuning an imported model)",
+    )
+    fit.add_argument(
+        "--output-mode",
+        choices=("image", "attention"),
+        help="image: the decoder draws the whole frame (paper); attention: it draws a mask too "
+        "and copies the rest from the input photo (a deviation: see the README)",
     )
     fit.add_argument("--strict", action="store_true", default=None)
     fit.add_argument("--force", action="store_true", help="reuse a run folder of another config")

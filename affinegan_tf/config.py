@@ -24,6 +24,7 @@ PIXEL_OFFSET = 1.0
 LOAD_SIZE_RATIO = 286 / 256
 
 UPSAMPLE_MODES = ("transpose", "resize")
+OUTPUT_MODES = ("image", "attention")
 INTENSITY_MODES = ("affine", "mlp", "temporal")
 INTENSITY_FORMULAS = ("paper", "authors_code")
 LOCAL_D_MODES = ("auto", "on", "off")
@@ -50,9 +51,13 @@ class ModelConfig:
         intensity_discriminator: Whether the intensity discriminator D_a is trained and used.
         local_discriminator: "auto" (on exactly when the data set has masks), "on" or "off".
         num_targets: K, target frames drawn per training sample.
-        intensity_formula: How the affine estimator divides the projection: "paper"
-            |<f_t - f_0, f_d>| / <f_d, f_d> (the least-squares coefficient), or "authors_code"
-            |<f_t - f_0, f_d>| / |f_d| (what the authors' released models were trained with).
+        intensity_gradient: Whether the generator's losses also train the encoders through a_t
+            (a deviation: the authors' code feeds a_t to the decoder as a constant, so only D_a's
+            loss reaches the encoders through it).
+        output: "image" (the paper: the decoder draws the whole frame, tanh) or "attention" (a
+            deviation, as in GANimation: the decoder also draws a mask m in [0, 1] and the frame
+            is m * drawn + (1 - m) * input, so what the expression does not change is copied
+            from the input photo instead of being redrawn).
     """
 
     image_size: int = 256
@@ -66,7 +71,8 @@ class ModelConfig:
     intensity_discriminator: bool = True
     local_discriminator: str = "auto"
     num_targets: int = 5
-    intensity_formula: str = "paper"
+    intensity_gradient: bool = False
+    output: str = "image"
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -88,11 +94,8 @@ class ModelConfig:
             )
         if self.num_targets < 1:
             raise UserError(f"num_targets must be >= 1, got {self.num_targets}.")
-        if self.intensity_formula not in INTENSITY_FORMULAS:
-            raise UserError(
-                f"intensity_formula must be one of {INTENSITY_FORMULAS}, "
-                f"got {self.intensity_formula!r}."
-            )
+        if self.output not in OUTPUT_MODES:
+            raise UserError(f"output must be one of {OUTPUT_MODES}, got {self.output!r}.")
 
     @property
     def levels(self) -> int:

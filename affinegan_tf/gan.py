@@ -229,20 +229,24 @@ class AffineGAN(keras.Model):
         reconstruction_features = self.generator.combine(
             target_base, target_base, ops.zeros((total,)), training=training
         )
-        # Fakes and reconstructions in one decoder call.
+        neutral_repeated = ops.repeat(neutral, repeats, axis=0)
+        # Fakes and reconstructions in one decoder call. With attention output both edit the
+        # neutral frame (a reconstruction edited from its own frame would be a copy, teaching
+        # E0 nothing).
         decoded = self.generator.decoder(
             [
                 ops.concatenate([fake, real], axis=0)
                 for fake, real in zip(combined, reconstruction_features, strict=True)
             ],
             training=training,
+            source=ops.concatenate([neutral_repeated, neutral_repeated], axis=0),
         )
         fakes, reconstructions = tf.split(decoded, 2, axis=0)
         neutral_masks = None
         if self.local_discriminator is not None:
             neutral_masks = ops.repeat(batch["neutral_mask"], repeats, axis=0)
         return GeneratorForward(
-            neutral_repeated=ops.repeat(neutral, repeats, axis=0),
+            neutral_repeated=neutral_repeated,
             targets=targets,
             masks=masks,
             neutral_masks=neutral_masks,

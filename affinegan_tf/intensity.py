@@ -86,6 +86,7 @@ class IntensityEstimator:
     def __init__(self, config: ModelConfig, generator: AffineGenerator):
         self.mode = config.intensity
         self.formula = config.intensity_formula
+        self.gradient = config.intensity_gradient
         self.generator = generator
         self.regressor = (
             IntensityRegressor(name="intensity_regressor") if self.mode == "mlp" else None
@@ -130,10 +131,14 @@ class IntensityEstimator:
     def for_decoder(self, intensities):
         """The intensities the decoder is given during training.
 
-        The generator sees a_t as a constant (only D_a's loss pulls gradients through it), except
-        for the mlp regressor, which learns from the reconstruction loss through the decoder.
+        The generator sees a_t as a constant (only D_a's loss pulls gradients through it), as in
+        the authors' code, except for the mlp regressor, which learns from the reconstruction
+        loss through the decoder, and with `intensity_gradient` on, where the generator's losses
+        train the encoders through a_t too.
         """
-        return intensities if self.mode == "mlp" else ops.stop_gradient(intensities)
+        if self.mode == "mlp" or self.gradient:
+            return intensities
+        return ops.stop_gradient(intensities)
 
     def from_images(self, neutral, frames):
         """Intensity of each frame relative to one neutral frame (inference).

@@ -42,10 +42,15 @@ class Encoder(keras.Model):
 
 
 class Decoder(keras.Model):
-    """pix2pix U-Net decoder consuming the (combined) features of every level; tanh output."""
+    """pix2pix U-Net decoder consuming the (combined) features of every level; tanh output.
+
+    With `config.output == "attention"` the outermost block draws a fourth channel, the mask m
+    (its tanh mapped to [0, 1]), and the frame is m * drawn + (1 - m) * source.
+    """
 
     def __init__(self, config: ModelConfig, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
+        self.attention = config.output == "attention"
         channels = config.encoder_channels()
         levels = len(channels)
         self.blocks = []
@@ -55,7 +60,7 @@ class Decoder(keras.Model):
             with_dropout = levels - 1 - config.dropout_blocks <= level < levels - 1
             self.blocks.append(
                 UpBlock(
-                    3 if outermost else channels[level - 1],
+                    (4 if self.attention else 3) if outermost else channels[level - 1],
                     upsample=config.upsample,
                     outermost=outermost,
                     dropout=config.dropout if with_dropout else 0.0,
@@ -64,14 +69,23 @@ class Decoder(keras.Model):
                 )
             )
 
-    def call(self, features, training=False):
+    def call(self, features, training=False, source=None):
+        """Features of every level (and, for attention output, the source frames) -> frames.
+
+        `source` is [N or 1, S, S, 3] in [-1, 1]; required for attention output, unused else.
+        """
         values = features[-1]
         for index, block in enumerate(self.blocks):
             if index > 0:
                 # pix2pix concatenates the skip first, then the upsampled tensor.
                 values = ops.concatenate([features[-1 - index], values], axis=-1)
             values = block(values, training=training)
-        return values
+        if not self.attention:
+            return values
+        if source is None:
+            raise ValueError("a decoder with attention output needs the source frames")
+        drawn, mask = values[..., :3], 0.5 * (values[..., 3:] + 1.0)
+        return source + mask * (drawn - source)
 
 
 class AffineGenerator(keras.Model):
@@ -92,7 +106,7 @@ class AffineGenerator(keras.Model):
         size = self.config.image_size
         dummy = ops.zeros((1, size, size, 3))
         base, delta = self.encode(dummy)
-        self.decode(base, delta, ops.zeros((1,)))
+        self.decode(base, delta, ops.zeros((1,)), source=dummy)
         self.built = True
 
     def encode(self, images):
@@ -121,7 +135,7 @@ class AffineGenerator(keras.Model):
             combined.append(values)
         return combined
 
-    def decode(self, base_features, delta_features, intensities, training=False):
+    def decode(self, base_features, delta_features, intensities, training=False, source=None):
         """Decodes N intensities in one batch.
 
         Args:
@@ -129,18 +143,19 @@ class AffineGenerator(keras.Model):
             delta_features: from `encode`, batch N or 1.
             intensities: [N] float.
             training: enables noise and dropout.
+            source: the encoded faces [N or 1, S, S, 3] in [-1, 1]; needed by attention output.
 
         Returns:
             [N, S, S, 3] images in [-1, 1].
         """
         combined = self.combine(base_features, delta_features, intensities, training=training)
-        return self.decoder(combined, training=training)
+        return self.decoder(combined, training=training, source=source)
 
     def call(self, inputs, training=False):
         """(images [B, S, S, 3], intensities [B]) -> [B, S, S, 3]."""
         images, intensities = inputs
         base, delta = self.encode(images)
-        return self.decode(base, delta, intensities, training=training)
+        return self.decode(base, delta, intensities, training=training, source=images)
 
 
 class PatchDiscriminator(keras.Model):

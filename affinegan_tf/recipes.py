@@ -121,6 +121,7 @@ def config_from_flags(
     intensity: str | None = None,
     intensity_discriminator: str | None = None,
     intensity_formula: str | None = None,
+    output_mode: str | None = None,
     strict: bool | None = None,
 ) -> RunConfig:
     """The RunConfig of `affinegan-tf fit`'s flags: they override the recipe, which overrides
@@ -138,6 +139,7 @@ def config_from_flags(
             if intensity_discriminator is None
             else intensity_discriminator == "on",
             "intensity_formula": intensity_formula,
+            "output": output_mode,
         },
         data_overrides={"face_crop": face_crop, "strict": strict},
         train_overrides={

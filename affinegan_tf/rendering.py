@@ -31,7 +31,9 @@ def encode_face(generator: AffineGenerator, face):
     return generator.encode(face)
 
 
-def decode_features(generator: AffineGenerator, base_features, delta_features, intensities):
+def decode_features(
+    generator: AffineGenerator, base_features, delta_features, intensities, face=None
+):
     """Frames for N intensities from one encoding, decoded as one batch, inference mode.
 
     Args:
@@ -39,12 +41,17 @@ def decode_features(generator: AffineGenerator, base_features, delta_features, i
         base_features: E0 features from `encode_face`, batch 1.
         delta_features: Ed features from `encode_face`, batch 1.
         intensities: [N] float32.
+        face: The encoded face [1, S, S, 3] in [-1, 1] (attention output copies from it).
 
     Returns:
         [N, S, S, 3] float32 in [-1, 1].
     """
     return generator.decode(
-        base_features, delta_features, tf.cast(intensities, tf.float32), training=False
+        base_features,
+        delta_features,
+        tf.cast(intensities, tf.float32),
+        training=False,
+        source=face,
     )
 
 
@@ -60,7 +67,7 @@ def generate_frames_from_model_range(generator: AffineGenerator, face, intensiti
         [N, S, S, 3] float32 in [-1, 1].
     """
     base, delta = encode_face(generator, face)
-    return decode_features(generator, base, delta, intensities)
+    return decode_features(generator, base, delta, intensities, face)
 
 
 def make_generate(generator: AffineGenerator):

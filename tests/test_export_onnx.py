@@ -139,3 +139,23 @@ def test_mobile_preset_static_graph_runs_whole_on_nnapi_and_coreml(mobile_export
     for provider, report in onnx_export.mobile_usability(static).items():
         assert report["supported_nodes"] == report["nodes"], provider
         assert report["partitions"] == 1, provider
+
+
+def test_attention_output_exports_with_the_face_passed_from_encode_to_decode(tmp_path):
+    config = dataclasses.replace(PRESETS["tiny"], output="attention", upsample="resize")
+    attention_generator = AffineGenerator(config)
+    attention_generator.build()
+    paths = onnx_export.export_onnx(
+        attention_generator, tmp_path, models=("generate_one", "encode", "decode")
+    )
+    by_name = {path.stem: path for path in paths}
+    face_unit, reference = reference_frames(attention_generator, INTENSITIES)
+    encode = onnx_export.session(by_name["encode"])
+    assert [item.name for item in encode.get_outputs()][-1] == "source"
+    paired = onnx_export.run_onnx_pair(
+        encode, onnx_export.session(by_name["decode"]), face_unit, INTENSITIES
+    )
+    single = onnx_export.run_onnx(onnx_export.session(by_name["generate_one"]), face_unit, INTENSITIES)
+    expected = (reference + 1.0) / 2.0
+    np.testing.assert_allclose(paired, expected, atol=2e-4)
+    np.testing.assert_allclose(single, expected, atol=2e-4)

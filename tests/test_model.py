@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from batches import make_batch
 
-from affinegan_tf.config import PRESETS, LossWeights
+from affinegan_tf.config import PRESETS, LossWeights, RunConfig
 from affinegan_tf.gan import AffineGAN
 from affinegan_tf.intensity import infer_intensity
 from affinegan_tf.layers import InstanceNorm, NormalisedConv2D, NormalisedConv2DTranspose
@@ -260,3 +260,54 @@ def test_mixed_precision_step_runs_with_loss_scaling():
     assert model.generator_variables[0].dtype == "float32"  # master weights stay float32
     assert all(np.isfinite(float(value)) for value in logs.values())
     assert any(changed(before, model.generator_variables))
+
+
+def _set_mask_logit(generator, value):
+    """Forces the attention mask: outermost kernel's mask channel 0, its bias `value`."""
+    conv = generator.decoder.blocks[-1].conv
+    kernel, bias = conv.kernel.numpy(), conv.bias.numpy()
+    mask_axis = 2 if kernel.shape[2] == 4 else 3  # transposed convs keep [h, w, out, in]
+    index = [slice(None)] * 4
+    index[mask_axis] = 3
+    kernel[tuple(index)] = 0.0
+    bias[3] = value
+    conv.kernel.assign(kernel)
+    conv.bias.assign(bias)
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+def test_attention_output_copies_the_input_where_the_mask_is_closed(upsample):
+    config = dataclasses.replace(TINY, output="attention", upsample=upsample, dropout=0.0)
+    generator = AffineGenerator(config)
+    generator.build()
+    faces = tf.random.uniform((2, 64, 64, 3), -1, 1, seed=6)
+    intensities = tf.constant([0.0, 1.0])
+    _set_mask_logit(generator, -30.0)  # mask = (tanh(-30) + 1) / 2 = 0: copy
+    np.testing.assert_allclose(generator((faces, intensities)).numpy(), faces.numpy(), atol=1e-6)
+    _set_mask_logit(generator, 30.0)  # mask = 1: the drawn frame, whatever the source
+    base, delta = generator.encode(faces)
+    drawn = generator.decode(base, delta, intensities, source=faces).numpy()
+    other = generator.decode(base, delta, intensities, source=-faces).numpy()
+    np.testing.assert_allclose(drawn, other, atol=1e-6)
+    assert np.abs(drawn - faces.numpy()).mean() > 0.1
+
+
+def test_attention_output_needs_its_source_and_trains():
+    config = dataclasses.replace(TINY, output="attention")
+    generator = AffineGenerator(config)
+    generator.build()
+    base, delta = generator.encode(tf.zeros((1, 64, 64, 3)))
+    with pytest.raises(ValueError, match="source"):
+        generator.decode(base, delta, tf.constant([0.5]))
+    model = compiled_model(config)
+    logs = model.train_step(make_batch(config))
+    assert all(np.isfinite(float(value)) for value in logs.values())
+    assert int(model.step) == 1
+
+
+def test_output_mode_is_checked_and_old_configs_read_as_image():
+    with pytest.raises(Exception, match="output must be one of"):
+        dataclasses.replace(TINY, output="mask")
+    values = RunConfig().to_dict()
+    values["model"].pop("output")  # a config.json written before the option existed
+    assert RunConfig.from_dict(values).model.output == "image"

@@ -28,8 +28,9 @@ ONNX_MODELS = {
 }
 # Written only for the browser page (into web/models/), on request.
 SPLIT_ONNX_MODELS = {
-    "encode": "run once per photo: image [1,S,S,3] in [0,1] -> base_i, delta_i features",
-    "decode": "run once per intensity: base_i, delta_i features + intensity [1] -> frame in [0,1]",
+    "encode": "run once per photo: image [1,S,S,3] in [0,1] -> base_i, delta_i features (and "
+    "source, the face in [-1,1], for attention output)",
+    "decode": "run once per intensity: encode's outputs + intensity [1] -> frame in [0,1]",
 }
 # The mobile preset must export to graphs NNAPI / CoreML take whole; these are what transposed
 # convolutions, broadcasting by copy, UpSampling2D's repeat and 1/sqrt turn into.

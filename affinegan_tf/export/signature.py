@@ -122,11 +122,19 @@ def make_generate_one(generator: AffineGenerator):
 
 
 def feature_names(generator: AffineGenerator) -> list[str]:
-    """Names of the encode outputs / decode inputs: base_0.., then delta_0.., outermost first."""
+    """Names of the encode outputs / decode inputs: base_0.., then delta_0.., outermost first.
+
+    A generator with attention output also passes the face itself (`source`, in [-1, 1]) from
+    encode to decode: its frames copy the unchanged parts from it.
+    """
     levels = generator.config.levels
-    return [f"base_{level}" for level in range(levels)] + [
-        f"delta_{level}" for level in range(levels)
-    ]
+    names = [f"base_{level}" for level in range(levels)]
+    names += [f"delta_{level}" for level in range(levels)]
+    return names + (["source"] if _copies_source(generator) else [])
+
+
+def _copies_source(generator: AffineGenerator) -> bool:
+    return generator.config.output == "attention"
 
 
 def feature_shapes(generator: AffineGenerator) -> list[list[int]]:
@@ -136,7 +144,8 @@ def feature_shapes(generator: AffineGenerator) -> list[list[int]]:
         [1, size // 2 ** (level + 1), size // 2 ** (level + 1), channels]
         for level, channels in enumerate(generator.config.encoder_channels())
     ]
-    return shapes + shapes
+    source = [[1, size, size, 3]] if _copies_source(generator) else []
+    return shapes + shapes + source
 
 
 def make_encode(generator: AffineGenerator):
@@ -146,8 +155,10 @@ def make_encode(generator: AffineGenerator):
 
     @tf.function(input_signature=[_face_spec(image_size)])
     def encode(image):
-        base, delta = encode_face(generator, unit_to_model_range(image))
-        return dict(zip(names, list(base) + list(delta), strict=True))
+        face = unit_to_model_range(image)
+        base, delta = encode_face(generator, face)
+        source = [face] if _copies_source(generator) else []
+        return dict(zip(names, list(base) + list(delta) + source, strict=True))
 
     return encode
 
@@ -169,7 +180,10 @@ def make_decode(generator: AffineGenerator):
     @tf.function(input_signature=[*specs, tf.TensorSpec([1], tf.float32, name="intensity")])
     def decode(*features_and_intensity):
         *features, intensity = features_and_intensity
-        frames = decode_features(generator, features[:levels], features[levels:], intensity)
+        face = features[2 * levels] if _copies_source(generator) else None
+        frames = decode_features(
+            generator, features[:levels], features[levels : 2 * levels], intensity, face
+        )
         return {"frames": model_range_to_unit(frames)}
 
     return decode
