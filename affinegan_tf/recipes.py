@@ -122,6 +122,7 @@ def config_from_flags(
     intensity_discriminator: str | None = None,
     intensity_formula: str | None = None,
     strict: bool | None = None,
+    ema_decay: float | None = None,
 ) -> RunConfig:
     """The RunConfig of `affinegan-tf fit`'s flags: they override the recipe, which overrides
     the preset (None: the flag was not given)."""
@@ -149,5 +150,6 @@ def config_from_flags(
             "checkpoint_every": checkpoint_every,
             "mixed_precision": mixed_precision,
             "mixed_precision_dtype": mixed_precision_dtype,
+            "ema_decay": ema_decay,
         },
     )
