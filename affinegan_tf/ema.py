@@ -108,6 +108,4 @@ class WeightAverage:
             )
 
         for average, source in self.pairs:
-            strategy.extended.update(
-                average.value, blend, args=(source.value, decay), group=False
-            )
+            strategy.extended.update(average.value, blend, args=(source.value, decay), group=False)

@@ -106,7 +106,8 @@ def test_checkpoints_keep_the_average_and_old_ones_start_it_at_the_generator(tmp
     upgraded = compiled_model()
     assert TrainingCheckpoint(upgraded, tmp_path / "old").restore_latest() == 2
     average, weights = averaged(upgraded)
-    for a, w, trained in zip(average, weights, values(old.generator.trainable_variables)):
+    saved = values(old.generator.trainable_variables)
+    for a, w, trained in zip(average, weights, saved, strict=True):
         np.testing.assert_array_equal(w, trained)
         np.testing.assert_array_equal(a, w)
 
@@ -126,7 +127,7 @@ def test_load_model_generates_with_the_average(tmp_path):
     assert loaded.inference_generator is loaded.generator_ema
     saved_average, saved_weights = averaged(model)
     loaded_average = values([average for average, _ in loaded.weight_average.pairs])
-    assert any(not np.array_equal(a, w) for a, w in zip(saved_average, saved_weights))
+    assert any(not np.array_equal(a, w) for a, w in zip(saved_average, saved_weights, strict=True))
     for a, b in zip(saved_average, loaded_average, strict=True):
         np.testing.assert_array_equal(a, b)
     # Intensities are read off the average's encoders.
@@ -152,8 +153,10 @@ def test_recipes_set_the_decay_and_bad_values_are_refused(tmp_path):
     recipe = tmp_path / "recipe.toml"
     recipe.write_text('preset = "tiny"\n[train]\nema_decay = 0.999\n')
     assert resolve_config(str(tmp_path), pipeline=str(recipe)).train.ema_decay == 0.999
-    flagged = resolve_config(str(tmp_path), pipeline=str(recipe), train_overrides={"ema_decay": 0.5})
-    assert flagged.train.ema_decay == 0.5
+    flagged = resolve_config(
+        str(tmp_path), pipeline=str(recipe), train_overrides={"ema_decay": 0.5}
+    )
+    assert flagged.train.ema_decay == 0.5  # the flag wins over the recipe
     assert resolve_config(str(tmp_path), preset_name="tiny").train.ema_decay == 0.0
     for bad in (1.0, -0.1):
         with pytest.raises(UserError, match="ema_decay"):
