@@ -68,6 +68,8 @@ class WeightAverage:
 
     def build(self) -> None:
         """Pairs the variables, freezes the average and starts it at the source's weights."""
+        if self.pairs:  # built already (the frozen average lists no trainable variables)
+            return
         sources, averages = self.source.trainable_variables, self.average.trainable_variables
         for source, average in zip(sources, averages, strict=True):
             tail = source.path.split(self.source.name + "/", 1)[-1]
