@@ -309,12 +309,13 @@ class CheckpointAndSamples(keras.callbacks.Callback):
             return
         self.latest = self.checkpoint.save()
         step = int(self.model.step.numpy())
-        estimator = self.model.intensity_estimator
+        # The generator's weight average when the run keeps one (what load_model's users read).
+        estimator = self.model.inference_estimator
         intensities = (
             training_intensities(estimator, self.range_videos) if estimator.reads_images else None
         )
         sweep = np.linspace(0.0, 1.0, SAMPLE_FRAMES, dtype=np.float32)
-        frames = generate_frames(self.model.generator, self.sample_face, sweep)
+        frames = generate_frames(self.model.inference_generator, self.sample_face, sweep)
         self.last_sample = write_animation(frames, sample_path(self.run_dir, step), fps=10)
         with self.writer.as_default(step=step):
             if intensities is not None:

@@ -4,6 +4,10 @@ A checkpoint holds every variable of the model (weights, random-seed states, the
 and of both optimisers (moments, iteration counters), keyed by variable path, so a resumed run
 continues bit for bit, plus the learning-rate schedule it was trained with. Files are written by
 tf.train.CheckpointManager, which renames into place only when complete.
+
+The generator's weight average (ema.py) is part of the model's variables; a checkpoint written
+without one (EMA off, or before it existed) loads into a model that keeps one, which then starts
+the average at the restored generator weights.
 """
 
 from __future__ import annotations
@@ -43,19 +47,34 @@ def _saved_keys(prefix: str) -> set[str]:
     return {name.split("/", 1)[0] for name, _ in tf.train.list_variables(prefix)}
 
 
-def _restore(tracked: dict, prefix: str, partial: bool) -> list[str]:
+def _average_keys(model, tracked: dict) -> set[str]:
+    """The keys of the model's weight average (ema.py) among `tracked`."""
+    if model.weight_average is None:
+        return set()
+    averaged = {id(variable) for variable in model.weight_average.variables}
+    return {key for key, variable in tracked.items() if id(variable) in averaged}
+
+
+def _restore(tracked: dict, prefix: str, partial: bool, model) -> list[str]:
     """Restores `tracked` from `prefix`, leaving out the optional keys the file lacks.
 
+    Optional: the step counter, the schedule and the weight average. A weight average the file
+    lacks starts at the restored generator weights here.
+
     Returns:
-        The optional keys that were missing (the caller fills them in).
+        The optional keys that were missing.
     """
     saved = _saved_keys(prefix)
-    missing = [key for key in OPTIONAL_KEYS if key in tracked and key not in saved]
+    average_keys = _average_keys(model, tracked)
+    optional = (*OPTIONAL_KEYS, *sorted(average_keys))
+    missing = [key for key in optional if key in tracked and key not in saved]
     present = {key: value for key, value in tracked.items() if key not in missing}
     status = tf.train.Checkpoint(**present).restore(prefix)
     if partial:
         status = status.expect_partial()
     status.assert_existing_objects_matched()
+    if average_keys & set(missing):
+        model.reset_weight_average()
     return missing
 
 
@@ -99,7 +118,7 @@ class TrainingCheckpoint:
         if self.latest is None:
             return 0
         try:
-            missing = _restore(self.tracked, self.latest, partial=False)
+            missing = _restore(self.tracked, self.latest, partial=False, model=self.model)
         except (AssertionError, tf.errors.OpError, ValueError) as error:
             raise UserError(
                 f"Checkpoint {self.latest} does not fit this model ({error.__class__.__name__}): "
@@ -165,6 +184,8 @@ def load_model(run_dir: str | Path, checkpoint: str | None = None):
 
     Returns:
         (model, run_config). The model is built and restored; only the model's variables are read.
+        Generate with `model.inference_generator` (and `model.inference_estimator`): the
+        generator's weight average when the run keeps one.
     """
     run_dir = Path(run_dir)
     prefix = checkpoint or latest_checkpoint(run_dir)
@@ -173,10 +194,11 @@ def load_model(run_dir: str | Path, checkpoint: str | None = None):
         config.model,
         use_local_discriminator=config.model.local_discriminator == "on",
         seed=config.train.seed,
+        ema_decay=config.train.ema_decay,
     )
     model.build()
     try:
-        missing = _restore(_tracked(model.variables, "model"), prefix, partial=True)
+        missing = _restore(_tracked(model.variables, "model"), prefix, partial=True, model=model)
     except (AssertionError, tf.errors.OpError, ValueError) as error:
         raise UserError(
             f"Checkpoint {prefix} does not match the model described by {run_dir / CONFIG_FILE} "

@@ -152,6 +152,7 @@ def _fit(args: argparse.Namespace) -> int:
         intensity_formula=args.intensity_formula or trained_intensity_formula(args.out),
         output_mode=args.output_mode,
         strict=args.strict,
+        ema_decay=args.ema_decay,
     )
     run_dir = args.out or default_run_dir(args.data)
     result = fit(run_config, run_dir, force=args.force)
@@ -367,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and copies the rest from the input photo (a deviation: see the README)",
     )
     fit.add_argument("--strict", action="store_true", default=None)
+    fit.add_argument(
+        "--ema-decay", type=float, help="generate with an EMA of G's weights, e.g. 0.999 (0: off)"
+    )
     fit.add_argument("--force", action="store_true", help="reuse a run folder of another config")
     fit.set_defaults(handler=_fit)
 

@@ -181,6 +181,9 @@ class TrainConfig:
             scaling needed; for CPUs with AVX512-BF16 / AMX and recent GPUs). Only read when
             `mixed_precision` is on.
         seed: Seed of every random choice of the run (data order, crops, noise, weights).
+        ema_decay: Keep an exponential moving average of the generator's weights with this decay
+            and generate with it (`ema.py`); 0 keeps none (the default). Valid: 0 <= d < 1;
+            0.999 averages over roughly the last 1,000 steps.
     """
 
     batch_size: int = 1
@@ -200,6 +203,7 @@ class TrainConfig:
     mixed_precision: bool = False
     mixed_precision_dtype: str = "float16"
     seed: int = 0
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -227,6 +231,11 @@ class TrainConfig:
             raise UserError(f"decay_steps must be >= 0, got {self.decay_steps}.")
         if self.decay_epochs is not None and self.decay_steps is not None:
             raise UserError("Give the learning-rate tail as decay_epochs or decay_steps, not both.")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UserError(
+                f"ema_decay must be in [0, 1) (0 = no average of the generator), "
+                f"got {self.ema_decay}."
+            )
 
     @property
     def precision_policy(self) -> str:

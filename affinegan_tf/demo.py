@@ -165,7 +165,7 @@ def run_demo(
     animations = []
     for video in videos:
         neutral = square_resize(read_frames(video, max_frames=2)[0], size)
-        frames = generate_frames(model.generator, neutral, sweep)
+        frames = generate_frames(model.inference_generator, neutral, sweep)
         gifs.append(write_animation(frames, gifs_dir / f"{video.name}.gif", fps=12))
         animations.append(frames)
     # One animated row of up to OVERVIEW_FACES held-out faces, side by side.

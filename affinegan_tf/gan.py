@@ -7,6 +7,7 @@ One training step, per batch of B videos with K target frames each:
 2. Discriminator update (own tape, own optimiser, fakes detached): global PatchGAN, local mouth
    PatchGAN when masks are used, intensity discriminator D_a.
 3. Generator update (own optimiser) with the losses of AFFINEGAN.md, judged by the updated D.
+4. With `ema_decay` > 0: one step of the generator's weight average (ema.py).
 The generator forward is shared by steps 2 and 3, as in pix2pix, so it runs once per step.
 A NaN or Inf in any logged term is recorded in graph (nonfinite.NonFiniteWatch), so that no one
 has to read the losses on the host every step.
@@ -23,6 +24,7 @@ import tensorflow as tf
 from keras import ops
 
 from affinegan_tf.config import LossWeights, ModelConfig
+from affinegan_tf.ema import WeightAverage, make_average_generator
 from affinegan_tf.intensity import IntensityEstimator
 from affinegan_tf.losses import (
     accuracy,
@@ -72,9 +74,19 @@ class AffineGAN(keras.Model):
             "auto" against the data before constructing the model).
         seed: Seed of weights, noise and dropout. Only these are seeded: the caller's global
             random state (Python, NumPy, TensorFlow, Keras) is left as it was.
+        ema_decay: > 0 keeps an exponential moving average of the generator's weights
+            (`generator_ema`), which then generates and infers intensities (`inference_generator`);
+            0 builds none.
     """
 
-    def __init__(self, config: ModelConfig, use_local_discriminator: bool, seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        config: ModelConfig,
+        use_local_discriminator: bool,
+        seed: int = 0,
+        ema_decay: float = 0.0,
+        **kwargs,
+    ):
         # A fixed name keeps variable paths (the checkpoint keys) the same in every process;
         # Keras would otherwise number a second instance "affine_gan_1".
         kwargs.setdefault("name", "affinegan")
@@ -101,6 +113,17 @@ class AffineGAN(keras.Model):
                 if uses_intensity_d
                 else None
             )
+            # Built last, so that the other networks draw the same initial weights as without it
+            # (its own are overwritten by the generator's at build).
+            self.generator_ema = make_average_generator(config, seed) if ema_decay > 0 else None
+        self.weight_average = (
+            WeightAverage(self.generator, self.generator_ema, ema_decay)
+            if self.generator_ema is not None
+            else None
+        )
+        # Generation and intensity inference (samples, the intensity range, load_model's users)
+        # read this estimator and `inference_generator`: the average when there is one.
+        self.inference_estimator = self.intensity_estimator.bound_to(self.inference_generator)
         # Steps done, counted here: a LossScaleOptimizer does not advance its iterations on the
         # steps it skips, so the generator optimiser's counter is not the step.
         self.step_counter = self.add_weight(
@@ -126,6 +149,9 @@ class AffineGAN(keras.Model):
         if self.intensity_discriminator is not None:
             self.intensity_discriminator(ops.zeros((1, targets)))
         self.intensity_estimator.build((1, 1, self.config.encoder_channels()[-1]))
+        if self.weight_average is not None:
+            self.generator_ema.build()
+            self.weight_average.build()
         self.built = True
 
     def compile(
@@ -168,6 +194,17 @@ class AffineGAN(keras.Model):
         return variables
 
     @property
+    def inference_generator(self) -> AffineGenerator:
+        """The generator to generate with: the weight average when the run keeps one, else the
+        trained weights. The one place that choice is made."""
+        return self.generator if self.generator_ema is None else self.generator_ema
+
+    def reset_weight_average(self) -> None:
+        """Starts the weight average (if any) at the generator's current weights."""
+        if self.weight_average is not None:
+            self.weight_average.reset()
+
+    @property
     def step(self):
         """Training steps done so far (a counter of our own, saved in checkpoints)."""
         return self.step_counter
@@ -175,7 +212,7 @@ class AffineGAN(keras.Model):
     # ------------------------------------------------------------------------- intensity
 
     def infer_intensities(self, neutral, frames):
-        """Intensity of each frame relative to a neutral frame (inference, no gradients).
+        """Intensity of each frame relative to a neutral frame (inference: the average's encoders).
 
         Args:
             neutral: [1, S, S, 3] in [-1, 1].
@@ -184,7 +221,7 @@ class AffineGAN(keras.Model):
         Returns:
             [N] float32 intensities.
         """
-        return self.intensity_estimator.from_images(neutral, frames)
+        return self.inference_estimator.from_images(neutral, frames)
 
     # ------------------------------------------------------------------------- training
 
@@ -376,6 +413,8 @@ class AffineGAN(keras.Model):
             generator_logs = self._generator_losses(forward)
             scaled = self._scaled(self.generator_optimizer, generator_logs["g_total"])
         self._apply(self.generator_optimizer, tape, scaled, self.generator_variables)
+        if self.weight_average is not None:
+            self.weight_average.update(self.step_counter)
         self.step_counter.assign_add(1)
         logs.update(generator_logs)
         intensities = ops.reshape(forward.intensities, (-1,))

@@ -4,10 +4,13 @@
 place that knows the three intensity modes of the ablation study (affine / mlp / temporal); both
 the training forward pass (`AffineGAN._generator_forward`) and inference (`AffineGAN.
 infer_intensities`, the `intensity` and `evaluate` commands, the intensity range written during
-training) go through it.
+training) go through it; inference through `AffineGAN.inference_estimator`, the estimator bound to
+the generator's weight average when the run keeps one.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 from keras import ops
@@ -91,6 +94,13 @@ class IntensityEstimator:
         self.regressor = (
             IntensityRegressor(name="intensity_regressor") if self.mode == "mlp" else None
         )
+
+    def bound_to(self, generator: AffineGenerator) -> IntensityEstimator:
+        """The same estimator (mode, formula, regressor) reading `generator`'s encoders: the
+        model's inference estimator reads its weight average (ema.py)."""
+        bound = copy.copy(self)
+        bound.generator = generator
+        return bound
 
     @property
     def reads_images(self) -> bool:

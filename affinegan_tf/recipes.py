@@ -123,6 +123,7 @@ def config_from_flags(
     intensity_formula: str | None = None,
     output_mode: str | None = None,
     strict: bool | None = None,
+    ema_decay: float | None = None,
 ) -> RunConfig:
     """The RunConfig of `affinegan-tf fit`'s flags: they override the recipe, which overrides
     the preset (None: the flag was not given)."""
@@ -151,5 +152,6 @@ def config_from_flags(
             "checkpoint_every": checkpoint_every,
             "mixed_precision": mixed_precision,
             "mixed_precision_dtype": mixed_precision_dtype,
+            "ema_decay": ema_decay,
         },
     )

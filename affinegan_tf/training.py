@@ -227,6 +227,7 @@ def build_model(run_config: RunConfig, total_steps: int) -> AffineGAN:
         model_config,
         use_local_discriminator=model_config.local_discriminator == "on",
         seed=train.seed,
+        ema_decay=train.ema_decay,
     )
     model.compile(
         generator_optimizer=generator_optimizer,

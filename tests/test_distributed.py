@@ -42,7 +42,9 @@ SCRIPT = textwrap.dedent(
 
     def run(strategy):
         with strategy.scope():
-            model = AffineGAN(config, use_local_discriminator=True, seed=0)
+            # With the generator's weight average on: its update must keep the replicas'
+            # copies equal too (it is compared below with every other variable).
+            model = AffineGAN(config, use_local_discriminator=True, seed=0, ema_decay=0.9)
             # SGD, not Adam: conv biases in front of instance norm get gradients of pure
             # rounding noise, which Adam's normalisation turns into full-size steps of random
             # sign. SGD shows the gradient aggregation itself.
@@ -50,10 +52,16 @@ SCRIPT = textwrap.dedent(
         initial = [v.numpy().copy() for v in model.variables]
         dataset = tf.data.Dataset.from_tensors(batch).repeat()
         model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)
-        return initial, [v.numpy() for v in model.variables], strategy.num_replicas_in_sync
+        pairs = model.weight_average.pairs
+        lag = max(float(np.abs(a.numpy() - w.numpy()).max()) for a, w in pairs)
+        # Each replica's own copy of the average (one component per device when mirrored).
+        copies = [getattr(a.value, "values", (a.value,)) for a, _ in pairs]
+        spread = max(float(np.abs(c[0].numpy() - c[-1].numpy()).max()) for c in copies)
+        variables = [v.numpy() for v in model.variables]
+        return initial, variables, strategy.num_replicas_in_sync, lag, (len(copies[0]), spread)
 
-    init_one, after_one, replicas_one = run(tf.distribute.OneDeviceStrategy("/cpu:0"))
-    init_two, after_two, replicas_two = run(
+    init_one, after_one, replicas_one, lag_one, _ = run(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    init_two, after_two, replicas_two, lag_two, copies = run(
         tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     )
     same_start = max(float(np.abs(a - b).max()) for a, b in zip(init_one, init_two))
@@ -64,8 +72,10 @@ SCRIPT = textwrap.dedent(
         if a.dtype.kind == "f"
     )
     difference = max(float(np.abs(a - b).max()) for a, b in zip(after_one, after_two))
+    # The average lags the weights on both (two warm-up steps: decay 0.1, then 2/11).
     print(json.dumps({"replicas": [replicas_one, replicas_two], "same_start": same_start,
-                      "update": update, "difference": difference}))
+                      "update": update, "difference": difference,
+                      "average_lag": min(lag_one, lag_two), "average_copies": copies}))
     """
 )
 
@@ -83,6 +93,8 @@ def test_mirrored_step_equals_single_device_step():
     # 4 x 4 maps amplifies: measured 5e-6 to 1.5e-4 (of updates of 0.73) depending on the batch
     # values and whether the local D is on. A wrong aggregation differs by the update's size.
     assert figures["difference"] < 1e-3 * figures["update"], figures
+    assert figures["average_lag"] > 1e-4, figures  # the weight average moved apart from G
+    assert figures["average_copies"] == [2, 0.0], figures  # both replicas hold the same average
 
 
 def test_worker_roles_from_the_cluster():

@@ -134,6 +134,9 @@ def test_sigterm_saves_and_the_same_command_resumes_bit_for_bit(toy_data, tmp_pa
         "24",
         "--checkpoint-every",
         "1000",
+        # With the generator's weight average: it must resume bit for bit too.
+        "--ema-decay",
+        "0.99",
     ]
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(
@@ -159,11 +162,15 @@ def test_sigterm_saves_and_the_same_command_resumes_bit_for_bit(toy_data, tmp_pa
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert f"Resuming {run_dir} at step {step}/24" in finished.stderr
     assert checkpoint_step(latest_checkpoint(run_dir)) == 24
+    assert json.loads((run_dir / "config.json").read_text())["train"]["ema_decay"] == 0.99
 
     # The interrupted-and-resumed run ends exactly where an uninterrupted one does: same samples,
-    # same schedule, same random draws.
+    # same schedule, same random draws, same weight average.
     straight = tmp_path / "straight"
-    fit(tiny_config(toy_data, steps=24, checkpoint_every=1000, learning_rate=None), straight)
+    fit(
+        tiny_config(toy_data, steps=24, checkpoint_every=1000, learning_rate=None, ema_decay=0.99),
+        straight,
+    )
     for a, b in zip(variables_of(straight), variables_of(run_dir), strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -92,7 +92,7 @@ def infer_frame_intensities(model, neutral: np.ndarray, frames: np.ndarray) -> n
     Returns:
         float32 [N].
     """
-    estimator = model.intensity_estimator
+    estimator = model.inference_estimator
     if not estimator.reads_images:
         raise UserError(
             "This model was trained with temporal labels (intensity = temporal, a_t = t / T): it "

@@ -55,7 +55,8 @@ def held_out_scores(model, data_dir: str | Path, apex: float = 1.0) -> dict:
             apex_values.append(float(inferred[-1]))
         face = to_model_range(frames[0][np.newaxis])
         requested = np.concatenate([[0.0], true[1:]]).astype(np.float32) * apex
-        fakes = _to_unit(generate_frames_from_model_range(model.generator, face, requested))
+        generator = model.inference_generator  # the weight average when the run keeps one
+        fakes = _to_unit(generate_frames_from_model_range(generator, face, requested))
         real = frames.astype(np.float32) / 255.0
         a0.append(float(np.abs(fakes[0] - real[0]).mean()))
         generated.setdefault(kind, []).append(float(np.abs(fakes[1:] - real[1:]).mean()))

@@ -84,11 +84,11 @@ def evaluate_video(
     count = len(frames)
     if count < 2:
         raise UserError(f"Video {name} has {count} frame; evaluation needs at least 2.")
-    if not model.intensity_estimator.reads_images:
+    if not model.inference_estimator.reads_images:
         intensities = np.arange(count, dtype=np.float32) / (count - 1)
     else:
         intensities = infer_frame_intensities(model, frames[0], frames)
-    generated = generate_frames(model.generator, frames[0], intensities)
+    generated = generate_frames(model.inference_generator, frames[0], intensities)
     copied = np.repeat(frames[:1], count, axis=0)
 
     real_embeddings = embed_faces(frames)

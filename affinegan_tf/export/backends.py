@@ -179,7 +179,7 @@ def _keras_backend(run_dir: Path) -> Backend:
     from affinegan_tf.export import signature
 
     model, config = load_model(run_dir)
-    generate = signature.make_generate(model.generator)
+    generate = signature.make_generate(model.inference_generator)
 
     def run(image, intensities):
         return generate(image, intensities)["frames"].numpy()

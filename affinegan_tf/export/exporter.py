@@ -350,7 +350,7 @@ def export_model(
     model, config = load_model(run_dir, checkpoint)
     intensity_range = read_intensity_range(run_dir)
     return export_generator(
-        model.generator,
+        model.inference_generator,
         out_dir,
         formats=chosen,
         fp16=fp16,
