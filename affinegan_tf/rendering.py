@@ -56,8 +56,13 @@ def decode_features(
     Returns:
         [N, S, S, 3] float32 in [-1, 1].
     """
-    raw = to_raw(tf.cast(intensities, tf.float32), float(apex))
-    return generator.decode(base_features, delta_features, raw, training=False)
+    if float(apex) != UNCALIBRATED_APEX:
+        # base + to_raw(a) * delta, written as base + a * (apex * delta): a product with the
+        # [N] intensities would be a 1-D activation in the exported graphs, which the TFLite GPU
+        # delegate refuses (TFLite moves a scalar factor past any reshape to 4-D).
+        delta_features = [to_raw(features, float(apex)) for features in delta_features]
+    values = tf.cast(intensities, tf.float32)
+    return generator.decode(base_features, delta_features, values, training=False)
 
 
 def generate_frames_from_model_range(
