@@ -35,7 +35,7 @@ TEMPORAL_NOTE = "temporal labels t / T: 1 is the last (apex) frame by constructi
 MISSING_NOTE = (
     "no apex recorded (the run predates intensity calibration, or has no intensity_range.json): "
     "intensities are on the model's raw scale, where 1 may stop short of or overshoot the apex; "
-    "resume training for one checkpoint to record it"
+    "resume training with a larger --steps to record it at the next checkpoint"
 )
 
 
