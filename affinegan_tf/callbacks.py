@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from affinegan_tf.animation import write_animation
+from affinegan_tf.calibration import apex_of
 from affinegan_tf.checkpoints import TrainingCheckpoint
 from affinegan_tf.nonfinite import NonFiniteStep
 from affinegan_tf.rendering import generate_frames
@@ -311,16 +312,19 @@ class CheckpointAndSamples(keras.callbacks.Callback):
         step = int(self.model.step.numpy())
         # The generator's weight average when the run keeps one (what load_model's users read).
         estimator = self.model.inference_estimator
-        intensities = (
+        per_video = (
             training_intensities(estimator, self.range_videos) if estimator.reads_images else None
         )
+        # The apex measured now (what a = 1 means) calibrates this checkpoint's sample GIF.
+        seen = write_intensity_range(self.run_dir, step, per_video)
         sweep = np.linspace(0.0, 1.0, SAMPLE_FRAMES, dtype=np.float32)
-        frames = generate_frames(self.model.inference_generator, self.sample_face, sweep)
+        frames = generate_frames(
+            self.model.inference_generator, self.sample_face, sweep, apex_of(seen)
+        )
         self.last_sample = write_animation(frames, sample_path(self.run_dir, step), fps=10)
         with self.writer.as_default(step=step):
-            if intensities is not None:
-                tf.summary.histogram("inferred_intensity", intensities)
+            if per_video is not None:
+                tf.summary.histogram("inferred_intensity", np.concatenate(per_video))
             strip = np.concatenate(list(frames[:: max(1, SAMPLE_FRAMES // 8)]), axis=1)
             tf.summary.image("sample_0_to_1", strip[np.newaxis])
         self.writer.flush()
-        write_intensity_range(self.run_dir, step, intensities)

@@ -398,9 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--image", required=True, nargs="+", help="photo(s) or a folder of photos"
     )
     frames = generate.add_mutually_exclusive_group()
-    frames.add_argument("--intensities", type=_floats, help="e.g. 0,0.5,1")
+    frames.add_argument(
+        "--intensities", type=_floats, help="e.g. 0,0.5,1 (1 is the apex of the expression)"
+    )
     frames.add_argument("--frames", type=int, help="N frames from 0 to --max-intensity")
-    generate.add_argument("--max-intensity", type=float, default=1.0)
+    generate.add_argument(
+        "--max-intensity", type=float, default=1.0, help="end of the sweep (default 1: the apex)"
+    )
     generate.add_argument("--loop", choices=("none", "pingpong"), default="none")
     generate.add_argument("--fps", type=float, default=10.0)
     generate.add_argument(

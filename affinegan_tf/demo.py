@@ -32,7 +32,7 @@ from affinegan_tf.export.exporter import export_model
 from affinegan_tf.generation import intensity_sweep
 from affinegan_tf.recipes import resolve_config
 from affinegan_tf.rendering import generate_frames
-from affinegan_tf.run_folder import CONFIG_FILE, is_run_folder, read_intensity_range
+from affinegan_tf.run_folder import CONFIG_FILE, intensity_apex, is_run_folder
 from affinegan_tf.speed import measure_steps_per_second
 from affinegan_tf.toy import write_toy_dataset
 from affinegan_tf.training import fit
@@ -107,17 +107,6 @@ def _export_is_current(export_dir: Path, checkpoint: str | None) -> bool:
     )
 
 
-def apex_intensity(run_dir: Path) -> float:
-    """The intensity the model gives the most intense training frames (95th percentile, >= 1).
-
-    The learnt scale is not pinned to 1 at the apex: D_a matches the intensities of each K-frame
-    sample to Uniform(0, 1), not the apex of each video. A 0..1 sweep can then show only part
-    of the expression, so the demo sweeps to what training frames actually reached.
-    """
-    seen = read_intensity_range(run_dir) or {}
-    return round(max(1.0, float(seen.get("p95", 1.0))) * 20) / 20
-
-
 def _held_out_videos(data_dir: Path) -> list[Path]:
     return sorted(path for path in (data_dir / "test" / "img").iterdir() if path.is_dir())
 
@@ -155,17 +144,18 @@ def run_demo(
     size = config.model.image_size
     videos = _held_out_videos(data_dir)
     gifs_dir = out_dir / "gifs"
-    apex = apex_intensity(run_dir)
+    # Calibrated intensities: 1 is the apex of the expression (calibration.py).
+    apex = intensity_apex(run_dir)
     _say(
         f"[4/6] GIFs of {len(videos)} held-out faces (never seen in training), intensity 0 -> "
-        f"{apex:.2f} -> 0 -> {gifs_dir}"
+        f"1 (the apex; raw {apex:.3g}) -> 0 -> {gifs_dir}"
     )
-    sweep = intensity_sweep(16, apex, "pingpong")
+    sweep = intensity_sweep(16, 1.0, "pingpong")
     gifs = []
     animations = []
     for video in videos:
         neutral = square_resize(read_frames(video, max_frames=2)[0], size)
-        frames = generate_frames(model.inference_generator, neutral, sweep)
+        frames = generate_frames(model.inference_generator, neutral, sweep, apex)
         gifs.append(write_animation(frames, gifs_dir / f"{video.name}.gif", fps=12))
         animations.append(frames)
     # One animated row of up to OVERVIEW_FACES held-out faces, side by side.
@@ -185,7 +175,7 @@ def run_demo(
             continue
         kind, true_values = truth[video.name]
         frames, _ = read_video_frames(video, size)
-        inferred = infer_frame_intensities(model, frames[0], frames[1:])
+        inferred = infer_frame_intensities(model, frames[0], frames[1:], apex)
         true = np.asarray([true_values[index] for index in range(1, len(frames))])
         per_video.append((kind, metrics.spearman(inferred, true)))
     by_kind = metrics.spearman_by_kind(per_video)

@@ -172,6 +172,20 @@ def expected_crop(manifest: dict | None, face_crop: bool | None) -> tuple[bool, 
     return bool(face_crop), margin
 
 
+def legacy_intensity_scale(manifest: dict | None) -> float:
+    """The factor exports made before intensity calibration need outside their graphs.
+
+    Exports now carry the apex inside every graph (`intensity_calibration` in the manifest), so
+    the factor is 1. Older exports of photo-pair models recorded `intensity_scale` (the mean
+    intensity of the training apexes) for `generate` to multiply by instead; it is honoured only
+    when the manifest has no `intensity_calibration`, so no model is scaled twice.
+    """
+    manifest = manifest or {}
+    if "intensity_calibration" in manifest:
+        return 1.0
+    return float(manifest.get("intensity_scale", 1.0))
+
+
 def generate_files(
     model_path: str | Path,
     images,
@@ -196,6 +210,7 @@ def generate_files(
         images: Photo path(s) and/or folder(s) of photos.
         out: `.gif` / `.mp4` file, or a folder (see `plan_outputs`).
         intensities: Explicit intensities; otherwise `num_frames` from 0 to `max_intensity`.
+            Calibrated: 1 is the apex of the expression (calibration.py).
         num_frames: Frames of the sweep (default 16).
         max_intensity: End of the sweep.
         loop: "none" or "pingpong" (append the way back).
@@ -218,8 +233,7 @@ def generate_files(
     backend = load_backend(resolve_model(model_path), num_threads=num_threads)
     crop, margin = expected_crop(backend.manifest, face_crop)
     faces = [read_photo(photo, backend.image_size, crop, margin) for photo in photos]
-    # Models trained on photo pairs record where their training apexes landed: 1 means that.
-    scale = float((backend.manifest or {}).get("intensity_scale", 1.0))
+    scale = legacy_intensity_scale(backend.manifest)
     written = []
     for face, target in zip(faces, targets, strict=True):
         frames = backend.generate(face, [value * scale for value in values])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from affinegan_tf import calibration
 from affinegan_tf.config import RunConfig
 from affinegan_tf.errors import UserError
 from affinegan_tf.files import write_text_atomic
@@ -114,18 +115,31 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, force: bool) -> bool:
     return resuming
 
 
-def write_intensity_range(run_dir: Path, step: int, intensities: np.ndarray | None) -> None:
-    """`<run>/intensity_range.json` from the intensities inferred on training frames.
+def write_intensity_range(run_dir: Path, step: int, per_video: list[np.ndarray] | None) -> dict:
+    """`<run>/intensity_range.json` from the intensities inferred on training videos.
+
+    Records the raw intensities' spread (min, max, p05, p95, mean), each video's largest
+    intensity and the model's `apex`, their median (calibration.py: what a = 1 means).
 
     Args:
         run_dir: The run folder.
         step: The training step the intensities were inferred at.
-        intensities: The inferred values, or None for temporal labels (range 0..1 by
-            construction).
+        per_video: The inferred values of frames 1..T-1 of each training video, relative to its
+            frame 0, or None for temporal labels (range 0..1 and apex 1 by construction).
+
+    Returns:
+        What was written.
     """
-    if intensities is None:
-        summary = {"min": 0.0, "max": 1.0, "note": "temporal labels t / T, by construction"}
+    if per_video is None:
+        summary = {
+            "min": 0.0,
+            "max": 1.0,
+            calibration.APEX_KEY: 1.0,
+            "note": calibration.TEMPORAL_NOTE,
+        }
     else:
+        intensities = np.concatenate([np.reshape(values, -1) for values in per_video])
+        maxima = calibration.video_maxima(per_video)
         summary = {
             "min": float(intensities.min()),
             "max": float(intensities.max()),
@@ -133,10 +147,21 @@ def write_intensity_range(run_dir: Path, step: int, intensities: np.ndarray | No
             "p95": float(np.percentile(intensities, 95)),
             "mean": float(intensities.mean()),
             "frames": int(intensities.size),
-            "note": "inferred on frames of training videos, relative to each first frame",
+            "video_maxima": maxima,
+            calibration.APEX_KEY: calibration.apex_from_maxima(maxima),
+            "note": (
+                "raw intensities inferred on frames of training videos, relative to each first "
+                "frame; apex = the median of video_maxima, the raw intensity that a = 1 means"
+            ),
         }
     summary["step"] = step
     write_text_atomic(Path(run_dir) / INTENSITY_RANGE_FILE, json.dumps(summary, indent=2))
+    return summary
+
+
+def intensity_apex(run_dir: str | Path) -> float:
+    """The apex a run folder recorded (the raw intensity a = 1 means), else 1 (the raw scale)."""
+    return calibration.apex_of(read_intensity_range(run_dir))
 
 
 def read_intensity_range(run_dir: str | Path) -> dict | None:

@@ -21,7 +21,7 @@ from affinegan_tf.intensity import IntensityEstimator
 # Frames of each sample GIF (intensities evenly spaced over 0..1).
 SAMPLE_FRAMES = 16
 # Training videos and frames per video whose inferred intensities are summarised at each
-# checkpoint (TensorBoard histogram, intensity_range.json).
+# checkpoint (TensorBoard histogram, intensity_range.json and the model's apex).
 RANGE_VIDEOS = 16
 RANGE_FRAMES = 16
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -64,6 +64,9 @@ def range_clips(training_set: TrainingSet, image_size: int) -> list[np.ndarray]:
     return clips
 
 
-def training_intensities(estimator: IntensityEstimator, clips: list[np.ndarray]) -> np.ndarray:
-    """Inferred intensities of frames 1..T-1 of each clip, relative to its own frame 0."""
-    return np.concatenate([estimator.from_frames(clip[0], clip[1:]) for clip in clips])
+def training_intensities(
+    estimator: IntensityEstimator, clips: list[np.ndarray]
+) -> list[np.ndarray]:
+    """Inferred intensities of frames 1..T-1 of each clip, relative to its own frame 0: one array
+    per clip (its largest value is that video's apex, calibration.py)."""
+    return [estimator.from_frames(clip[0], clip[1:]) for clip in clips]

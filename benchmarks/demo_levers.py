@@ -8,7 +8,8 @@ true intensity next to copying the input, where the apex lands).
     python benchmarks/demo_levers.py --out runs/levers --name base --steps 6000
     python benchmarks/demo_levers.py --out runs/levers --name resize --steps 6000 \\
         --set model.upsample=resize
-    python benchmarks/demo_levers.py --out runs/levers --name b4 --minutes 8 --set train.batch_size=4
+    python benchmarks/demo_levers.py --out runs/levers --name b4 --minutes 8 \\
+        --set train.batch_size=4
 
 A fixed budget in minutes (`--minutes`) converts to steps with the variant's own speed, measured
 first on random data in the same process (so a slower variant trains fewer steps); `--steps`
@@ -68,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from affinegan_tf.checkpoints import load_model
     from affinegan_tf.config import replace
-    from affinegan_tf.demo import apex_intensity
     from affinegan_tf.evaluation.held_out import held_out_scores
     from affinegan_tf.recipes import resolve_config
+    from affinegan_tf.run_folder import intensity_apex
     from affinegan_tf.speed import measure_steps_per_second
     from affinegan_tf.toy import write_toy_dataset
     from affinegan_tf.training import fit
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     fit(config_for(steps), run_dir)
     seconds = time.monotonic() - started
     model, _ = load_model(run_dir)
-    apex = apex_intensity(run_dir)
+    apex = intensity_apex(run_dir)
     scores = held_out_scores(model, data_dir, apex=apex)
     line = {
         "name": args.name,

@@ -6,7 +6,7 @@ inside functions. Layers are matched by module name prefix, so new modules fall 
     0 foundation   affinegan_tf (package), errors, files, config, machine_load, compute_settings
     1 data         affinegan_tf.data.*, affinegan_tf.toy.* (files -> frames -> cache -> tf.data)
     2 model        layers, networks, intensity, losses, nonfinite, optimizers, ema, gan
-    3 run          run_folder, recipes, checkpoints, rendering, animation
+    3 run          calibration, run_folder, recipes, checkpoints, rendering, animation
     4 training     samples, callbacks, distributed, training, speed
     5 products     export.*, generation, evaluation.*, and any module not named here
     6 entry points demo, cli, __main__
@@ -33,7 +33,7 @@ LAYERS = (
         "model",
         ("layers", "networks", "intensity", "losses", "nonfinite", "optimizers", "ema", "gan"),
     ),
-    ("run", ("run_folder", "recipes", "checkpoints", "rendering", "animation")),
+    ("run", ("calibration", "run_folder", "recipes", "checkpoints", "rendering", "animation")),
     ("training", ("samples", "callbacks", "distributed", "training", "speed")),
     ("products", ("export", "generation", "evaluation")),
     ("entry points", ("demo", "cli", "__main__")),

@@ -133,16 +133,22 @@ def test_real_row_matches_embeddings_computed_here(report, toy_data):
     assert video["real"]["acd_consistency"] == pytest.approx(metrics.acd_consistency(vectors).value)
 
 
-def test_intensities_match_the_model_and_the_truth_file(report, loaded_model, toy_data):
+def test_intensities_match_the_model_and_the_truth_file(
+    report, trained_run, loaded_model, toy_data
+):
     from affinegan_tf.data.pixels import to_model_range
     from affinegan_tf.data.video import read_frames
+    from affinegan_tf.run_folder import intensity_apex
 
     model, _ = loaded_model
     video = next(v for v in report["per_video"] if v["kind"] == "complete")
     frames = read_frames(toy_data / "test" / "img" / video["name"])
     faces = to_model_range(frames)
-    expected = model.infer_intensities(faces[:1], faces).numpy()
-    np.testing.assert_allclose(video["intensities"], expected, atol=1e-5)
+    # Calibrated: the raw intensities divided by the apex the run recorded while training.
+    apex = intensity_apex(trained_run)
+    assert apex != 1.0 and report["intensity_apex"] == apex
+    expected = model.infer_intensities(faces[:1], faces).numpy() / apex
+    np.testing.assert_allclose(video["intensities"], expected, rtol=1e-5, atol=1e-5)
     assert video["intensities"][0] == pytest.approx(0.0, abs=1e-6)
     with open(toy_data / "intensities.csv") as handle:
         rows = [line.split(",") for line in handle.read().splitlines()[1:]]
@@ -159,6 +165,7 @@ def test_intensity_curve_relative_to_the_first_frame_or_a_given_neutral(
     from affinegan_tf.data.pixels import to_model_range
     from affinegan_tf.data.video import read_frames
     from affinegan_tf.evaluation.curves import format_curve, intensity_curve
+    from affinegan_tf.run_folder import intensity_apex
 
     model, _ = loaded_model
     video = held_out(toy_data, "periodic")
@@ -167,7 +174,8 @@ def test_intensity_curve_relative_to_the_first_frame_or_a_given_neutral(
     curve = intensity_curve(trained_run, video, plot_path=tmp_path / "curve.png")
     assert [point["frame"] for point in curve] == list(range(16))
     expected = model.infer_intensities(to_model_range(frames[:1]), to_model_range(frames))
-    np.testing.assert_allclose([p["intensity"] for p in curve], expected.numpy(), atol=1e-5)
+    expected = expected.numpy() / intensity_apex(trained_run)  # calibrated: 1 = the apex
+    np.testing.assert_allclose([p["intensity"] for p in curve], expected, rtol=1e-5, atol=1e-5)
     plot = cv2.imread(str(tmp_path / "curve.png"))
     assert plot is not None and plot.shape == (400, 720, 3)
     assert "apex: frame" in format_curve(curve)

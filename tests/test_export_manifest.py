@@ -30,6 +30,7 @@ def test_manifest_describes_the_model_and_normalisation(tiny_export):
     assert "127.5" in manifest["normalisation"]["inside_model"]
     assert manifest["intensity_range"] is None
     assert "intensity_range.json" in manifest["intensity_range_note"]
+    assert manifest["intensity_calibration"]["apex"] == 1.0  # no apex recorded: raw scale
     assert manifest["source"]["checkpoint"] == "ckpt-0"
     assert manifest["formats"] == ["savedmodel", "tflite", "onnx"]
 

@@ -155,7 +155,8 @@ def test_attention_output_exports_with_the_face_passed_from_encode_to_decode(tmp
     paired = onnx_export.run_onnx_pair(
         encode, onnx_export.session(by_name["decode"]), face_unit, INTENSITIES
     )
-    single = onnx_export.run_onnx(onnx_export.session(by_name["generate_one"]), face_unit, INTENSITIES)
+    one = onnx_export.session(by_name["generate_one"])
+    single = onnx_export.run_onnx(one, face_unit, INTENSITIES)
     expected = (reference + 1.0) / 2.0
     np.testing.assert_allclose(paired, expected, atol=2e-4)
     np.testing.assert_allclose(single, expected, atol=2e-4)

@@ -145,13 +145,15 @@ def test_gpu_check_flags_ops_dtypes_and_shapes_the_delegate_rejects():
     assert "2-D, not 4-D" in problems
 
 
-def test_mobile_preset_tflite_runs_entirely_on_the_gpu_delegate():
+@pytest.mark.parametrize("apex", [1.0, 1.5])  # a calibrated model carries its apex inside
+def test_mobile_preset_tflite_runs_entirely_on_the_gpu_delegate(apex):
     config = dataclasses.replace(PRESETS["mobile"], image_size=64)
     generator = AffineGenerator(config)
     generator.build()
-    converted = tflite.convert(signature.make_generate_one(generator), generator=generator)
-    report = tflite_gpu.check_gpu_delegate(converted)
-    assert report["problems"] == []
+    for factory in (signature.make_generate_one, signature.make_decode):
+        converted = tflite.convert(factory(generator, apex), generator=generator)
+        report = tflite_gpu.check_gpu_delegate(converted)
+        assert report["problems"] == [], factory.__name__
 
 
 def test_flatbuffer_reader_sees_the_ops_the_interpreter_runs(exported):

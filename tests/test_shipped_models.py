@@ -49,7 +49,9 @@ def models_dir(tmp_path_factory) -> Path:
     config = json.loads((run / "config.json").read_text())
     config["data"]["data_dir"] = str(data)
     (run / "config.json").write_text(json.dumps(config))
-    (run / "intensity_range.json").write_text(json.dumps({"mean": 0.5, "min": 0.4, "max": 0.6}))
+    (run / "intensity_range.json").write_text(
+        json.dumps({"mean": 0.5, "min": 0.4, "max": 0.6, "video_maxima": [0.5, 0.6], "apex": 0.5})
+    )
     export_helpers.fresh_names()
     export_model(run, root / "models" / NAME, formats=["savedmodel"])
     return root / "models"
@@ -68,7 +70,8 @@ def test_manifest_carries_the_card(shipped):
     assert manifest["training_data"]["licence"] == "CC BY 4.0"
     assert manifest["training_data"]["attribution"] == ATTRIBUTION
     assert manifest["training_data"]["pairs"] == 2
-    assert manifest["intensity_scale"] == 0.5
+    assert manifest["intensity_calibration"]["apex"] == 0.5
+    assert "intensity_scale" not in manifest  # the apex is inside the graphs, not applied twice
 
 
 def test_models_lists_it_and_names_resolve(shipped, tmp_path):
@@ -97,9 +100,13 @@ def _frames(folder: Path) -> np.ndarray:
 
 
 def test_generate_by_name_crops_the_face_and_scales_intensity(shipped, shared_data, tmp_path):
+    import export_helpers
+
+    from affinegan_tf.checkpoints import load_model
     from affinegan_tf.data.square import prepare_photo
     from affinegan_tf.export.backends import load_backend
     from affinegan_tf.generation import generate_files
+    from affinegan_tf.rendering import generate_frames
 
     photo = shared_data / "lisa4.jpg"  # a portrait 600 x 800 phone photo
     by_name = generate_files(NAME, photo, tmp_path / "by_name/", intensities=[0.0, 1.0])[0]
@@ -108,8 +115,12 @@ def test_generate_by_name_crops_the_face_and_scales_intensity(shipped, shared_da
     )[0]
     backend = load_backend(shipped)
     face = prepare_photo(photo, 64, face_crop=True, face_margin=0.35)
-    # Face crop by default, and intensity 1 is the manifest's intensity_scale (0.5).
-    np.testing.assert_array_equal(_frames(by_name), backend.generate(face, [0.0, 0.5]))
+    # Face crop by default, and intensity 1 is the apex (raw 0.5), applied once, in the graph.
+    np.testing.assert_array_equal(_frames(by_name), backend.generate(face, [0.0, 1.0]))
+    export_helpers.fresh_names()
+    model, _ = load_model(shipped.parent.parent / "run")
+    keras_raw = generate_frames(model.generator, face, [0.0, 0.5]).astype(int)
+    assert np.abs(_frames(by_name).astype(int) - keras_raw).max() <= 1
     assert not np.array_equal(_frames(by_name), _frames(centre))
 
 

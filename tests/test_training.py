@@ -78,6 +78,9 @@ def test_fit_learns_and_writes_a_complete_run_folder(toy_data, tmp_path):
     seen = json.loads((run_dir / "intensity_range.json").read_text())
     assert seen["step"] == 300 and seen["frames"] == 8 * 15  # 8 videos, frames 1..15 each
     assert seen["min"] <= seen["p05"] <= seen["mean"] <= seen["p95"] <= seen["max"]
+    # The apex (what a = 1 means): the median of the 8 videos' largest intensities.
+    assert len(seen["video_maxima"]) == 8 and max(seen["video_maxima"]) == seen["max"]
+    assert seen["apex"] == pytest.approx(float(np.median(seen["video_maxima"])))
 
     # The L1 reconstruction of the targets on fixed samples clearly drops.
     training_set = load_training_set(saved.data, saved.model.load_size)

@@ -3,7 +3,8 @@
 The method's unsupervised intensity estimator on its own: a_t = |<E0(I_t) - E0(I_0), Ed(I_0)>| /
 <Ed(I_0), Ed(I_0)> for each frame I_t, relative to the first frame or a given neutral frame. Frames
 are made square and resized exactly as the data pipeline does (`square_resize`: centre crop, then
-resize to the model size).
+resize to the model size). Reported intensities are calibrated (calibration.py): the raw value
+divided by the model's apex, so a frame showing the full expression reads about 1.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from affinegan_tf.calibration import UNCALIBRATED_APEX, to_calibrated
 from affinegan_tf.checkpoints import load_model
 from affinegan_tf.data import media_files
 from affinegan_tf.data.images import read_image
@@ -19,7 +21,7 @@ from affinegan_tf.data.square import square_resize
 from affinegan_tf.data.video import read_frames_at
 from affinegan_tf.errors import UserError
 from affinegan_tf.evaluation.plots import line_plot, write_png
-from affinegan_tf.run_folder import CONFIG_FILE, is_run_folder
+from affinegan_tf.run_folder import CONFIG_FILE, intensity_apex, is_run_folder
 
 
 def load_trained_model(model_path: str | Path):
@@ -81,16 +83,20 @@ def _neutral_frame(neutral: str | Path | None, frames: np.ndarray, image_size: i
     return square_resize(read_image(text), image_size)
 
 
-def infer_frame_intensities(model, neutral: np.ndarray, frames: np.ndarray) -> np.ndarray:
+def infer_frame_intensities(
+    model, neutral: np.ndarray, frames: np.ndarray, apex: float = UNCALIBRATED_APEX
+) -> np.ndarray:
     """Inferred intensity of each frame relative to `neutral` (the model's IntensityEstimator).
 
     Args:
         model: A trained AffineGAN (intensity "affine" or "mlp").
         neutral: uint8 [S, S, 3] at the model size.
         frames: uint8 [N, S, S, 3] at the model size.
+        apex: The model's raw intensity at the apex (`run_folder.intensity_apex`); the result is
+            divided by it (1: the raw scale).
 
     Returns:
-        float32 [N].
+        float32 [N], calibrated: what `rendering.generate_frames` takes with the same apex.
     """
     estimator = model.inference_estimator
     if not estimator.reads_images:
@@ -98,7 +104,7 @@ def infer_frame_intensities(model, neutral: np.ndarray, frames: np.ndarray) -> n
             "This model was trained with temporal labels (intensity = temporal, a_t = t / T): it "
             "has no intensity estimator. Use a model trained with --intensity affine or mlp."
         )
-    return estimator.from_frames(neutral, frames)
+    return to_calibrated(estimator.from_frames(neutral, frames), float(apex))
 
 
 def intensity_curve(
@@ -116,13 +122,14 @@ def intensity_curve(
         plot_path: Where to write a PNG plot of intensity against frame index, or None.
 
     Returns:
-        [{"frame": index, "intensity": value}, ...] in frame order.
+        [{"frame": index, "intensity": value}, ...] in frame order; calibrated intensities (1 =
+        the apex of the model's training videos; the raw scale for runs that recorded no apex).
     """
     model, run_config = load_trained_model(model_path)
     image_size = run_config.model.image_size
     frames, names = read_video_frames(video, image_size)
     neutral_frame = _neutral_frame(neutral, frames, image_size)
-    intensities = infer_frame_intensities(model, neutral_frame, frames)
+    intensities = infer_frame_intensities(model, neutral_frame, frames, intensity_apex(model_path))
     curve = [{"frame": index, "intensity": float(value)} for index, value in enumerate(intensities)]
     if plot_path is not None:
         title = f"Inferred intensity: {Path(video).name}"

@@ -23,6 +23,7 @@ from affinegan_tf.evaluation.curves import load_trained_model
 from affinegan_tf.evaluation.embeddings import check_installed, upsample_count
 from affinegan_tf.evaluation.report import clean, write_report
 from affinegan_tf.evaluation.scoring import evaluate_video, summarise, video_record
+from affinegan_tf.run_folder import intensity_apex
 
 TRUTH_FILE = "intensities.csv"
 
@@ -111,6 +112,7 @@ def evaluate_model(
     started = time.monotonic()
     check_installed()  # before any slow work
     model, run_config = load_trained_model(model_path)
+    apex = intensity_apex(model_path)
     image_size = run_config.model.image_size
     index = evaluation_videos(data_dir)
     split = None
@@ -125,7 +127,9 @@ def evaluate_model(
     results = []
     for source in index.videos:
         frames = _read_video(source, image_size, max_frames)
-        results.append(evaluate_video(model, source.name, frames, truth.get(source.name)))
+        results.append(
+            evaluate_video(model, source.name, frames, truth.get(source.name), apex=apex)
+        )
 
     summary = summarise(results)
     report = {
@@ -135,6 +139,7 @@ def evaluate_model(
         "skipped": [{"path": path, "reason": reason} for path, reason in index.skipped],
         "image_size": image_size,
         "intensity_mode": run_config.model.intensity,
+        "intensity_apex": apex,
         "intensity_discriminator": run_config.model.intensity_discriminator,
         "embedding": (
             "dlib face-recognition ResNet v1, 128-D, 5-point alignment, HOG detection per frame "

@@ -33,8 +33,8 @@ def held_out_scores(model, data_dir: str | Path, apex: float = 1.0) -> dict:
     Args:
         model: A trained AffineGAN (affine or mlp intensity).
         data_dir: The synthetic set's root.
-        apex: The model's raw intensity that means the apex (true intensities are multiplied by
-            it before generation; inferred ones are divided by it).
+        apex: The model's raw intensity that means the apex (`run_folder.intensity_apex`): true
+            intensities are generated and inferred ones reported on the calibrated scale.
 
     Returns:
         `spearman` (per kind and `all`), `l1_a0`, `l1_generated`, `l1_copy` (means over videos),
@@ -49,14 +49,14 @@ def held_out_scores(model, data_dir: str | Path, apex: float = 1.0) -> dict:
         kind, true_values = truth[name]
         frames, _ = read_video_frames(data_dir / "test" / "img" / name, size)
         true = np.asarray([true_values[index] for index in range(len(frames))], dtype=np.float32)
-        inferred = infer_frame_intensities(model, frames[0], frames[1:]) / apex
+        inferred = infer_frame_intensities(model, frames[0], frames[1:], apex)
         per_video.append((kind, metrics.spearman(inferred, true[1:])))
         if kind == "complete":
             apex_values.append(float(inferred[-1]))
         face = to_model_range(frames[0][np.newaxis])
-        requested = np.concatenate([[0.0], true[1:]]).astype(np.float32) * apex
+        requested = np.concatenate([[0.0], true[1:]]).astype(np.float32)
         generator = model.inference_generator  # the weight average when the run keeps one
-        fakes = _to_unit(generate_frames_from_model_range(generator, face, requested))
+        fakes = _to_unit(generate_frames_from_model_range(generator, face, requested, apex))
         real = frames.astype(np.float32) / 255.0
         a0.append(float(np.abs(fakes[0] - real[0]).mean()))
         generated.setdefault(kind, []).append(float(np.abs(fakes[1:] - real[1:]).mean()))

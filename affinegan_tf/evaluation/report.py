@@ -65,7 +65,8 @@ def format_report(report: dict) -> str:
         "",
         f"{report['videos']} videos of {report['data']} at {report['image_size']}px; intensity "
         f"mode {report['intensity_mode']}, intensity discriminator "
-        f"{'on' if report['intensity_discriminator'] else 'off'}.",
+        f"{'on' if report['intensity_discriminator'] else 'off'}; intensities calibrated by the "
+        f"model's apex {report.get('intensity_apex', 1.0):.4g} (1 = the apex).",
         f"Embedding: {report['embedding']}.",
         "",
         "| row | ACD-I | ACD-C | ACD-G | L1 | PSNR (dB) | SSIM | frames without a face |",

@@ -2,8 +2,8 @@
 intensity ranking (computing only; `report.py` writes, `evaluate.py` is the command).
 
 For one video of T frames at the model size (`evaluate_video`):
-1. infer the intensity a_t of each real frame relative to frame 0 (a model trained with temporal
-   labels uses its training labels instead, a_t = t / (T - 1));
+1. infer the intensity a_t of each real frame relative to frame 0, calibrated by the model's apex
+   (a model trained with temporal labels uses its training labels instead, a_t = t / (T - 1));
 2. generate G(frame 0, a_t) for every t: the generated video;
 3. embed real and generated frames with dlib's face-recognition ResNet (same size, same colour
    order, detection per frame) and compute ACD-I, ACD-C, ACD-G (metrics.py) for three rows:
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from affinegan_tf.calibration import UNCALIBRATED_APEX
 from affinegan_tf.errors import UserError
 from affinegan_tf.evaluation import metrics
 from affinegan_tf.evaluation.curves import infer_frame_intensities
@@ -68,7 +69,11 @@ def _row_metrics(
 
 
 def evaluate_video(
-    model, name: str, frames: np.ndarray, truth: tuple[str, dict[int, float]] | None = None
+    model,
+    name: str,
+    frames: np.ndarray,
+    truth: tuple[str, dict[int, float]] | None = None,
+    apex: float = UNCALIBRATED_APEX,
 ) -> VideoResult:
     """Generates one video from its frame 0 at its inferred intensities and measures it.
 
@@ -77,6 +82,8 @@ def evaluate_video(
         name: The video's name (for the report).
         frames: uint8 [T, S, S, 3] at the model size, frame 0 neutral.
         truth: (kind, {frame: true intensity}) from intensities.csv, or None.
+        apex: The model's raw intensity at the apex (`run_folder.intensity_apex`): intensities
+            are inferred and generated on the calibrated scale (the same frames either way).
 
     Returns:
         The video's metrics, intensities and frames.
@@ -87,8 +94,8 @@ def evaluate_video(
     if not model.inference_estimator.reads_images:
         intensities = np.arange(count, dtype=np.float32) / (count - 1)
     else:
-        intensities = infer_frame_intensities(model, frames[0], frames)
-    generated = generate_frames(model.inference_generator, frames[0], intensities)
+        intensities = infer_frame_intensities(model, frames[0], frames, apex)
+    generated = generate_frames(model.inference_generator, frames[0], intensities, apex)
     copied = np.repeat(frames[:1], count, axis=0)
 
     real_embeddings = embed_faces(frames)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from affinegan_tf.errors import UserError, require_extra
-from affinegan_tf.run_folder import is_run_folder
+from affinegan_tf.run_folder import intensity_apex, is_run_folder
 
 MANIFEST_FILE = "manifest.json"
 MODEL_KINDS = ("keras", "saved_model", "tflite", "onnx")
@@ -44,7 +44,8 @@ class Backend:
     _owner: object = field(default=None, repr=False)
 
     def generate(self, image: np.ndarray, intensities) -> np.ndarray:
-        """uint8 [H, W, 3] RGB face + N intensities -> uint8 [N, S, S, 3] frames."""
+        """uint8 [H, W, 3] RGB face + N calibrated intensities (1 = the apex) -> uint8
+        [N, S, S, 3] frames."""
         values = np.asarray(intensities, np.float32).reshape(-1)
         if values.size == 0:
             raise UserError("Give at least one intensity.")
@@ -175,11 +176,12 @@ def _saved_model_backend(directory: Path, manifest: dict | None) -> Backend:
 
 
 def _keras_backend(run_dir: Path) -> Backend:
+    """A run folder: its latest checkpoint, with the apex it recorded (1 when it has none)."""
     from affinegan_tf.checkpoints import load_model
     from affinegan_tf.export import signature
 
     model, config = load_model(run_dir)
-    generate = signature.make_generate(model.inference_generator)
+    generate = signature.make_generate(model.inference_generator, intensity_apex(run_dir))
 
     def run(image, intensities):
         return generate(image, intensities)["frames"].numpy()

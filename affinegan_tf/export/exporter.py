@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affinegan_tf import __version__
+from affinegan_tf import __version__, calibration
 from affinegan_tf.config import PIXEL_OFFSET, PIXEL_SCALE
 from affinegan_tf.errors import UserError, require_extra
 from affinegan_tf.export.backends import MANIFEST_FILE
@@ -117,8 +117,15 @@ def _max_difference(first, second) -> float:
     return float(np.max(np.abs(np.asarray(first, np.float64) - np.asarray(second, np.float64))))
 
 
-def _check_parity(generator, staging: Path, written: dict[str, list[Path]]) -> list[dict]:
-    """Reloads every artefact and compares its frames with the Keras generator's."""
+def _check_parity(
+    generator, staging: Path, written: dict[str, list[Path]], apex: float
+) -> list[dict]:
+    """Reloads every artefact and compares its frames with the Keras generator's.
+
+    The artefacts take calibrated intensities (`apex` inside their graphs); the reference decodes
+    the raw intensities `calibration.to_raw` makes of them, so a wrong or missing apex in a graph
+    fails here.
+    """
     import tensorflow as tf
 
     from affinegan_tf.data.pixels import to_uint8
@@ -129,7 +136,8 @@ def _check_parity(generator, staging: Path, written: dict[str, list[Path]]) -> l
     face_uint8 = _parity_face(size)
     face = signature.resize_to_model(face_uint8, size)[tf.newaxis]
     intensities = np.asarray(PARITY_INTENSITIES, np.float32)
-    reference = signature.generate_frames_from_model_range(generator, face, intensities).numpy()
+    raw = calibration.to_raw(intensities, apex)
+    reference = signature.generate_frames_from_model_range(generator, face, raw).numpy()
     face_unit = signature.model_range_to_unit(face).numpy()
     results = []
 
@@ -216,9 +224,11 @@ def export_generator(
         fp16: Also write float16-weight TFLite files.
         preset: Preset name recorded in the manifest.
         source: Where the weights came from (run folder, checkpoint), recorded as given.
-        intensity_range: The intensity range seen in training, recorded as given.
+        intensity_range: The intensity range seen in training, recorded as given; its `apex`
+            (calibration.py; 1 when absent) becomes a constant of every exported graph, so that
+            exported models take calibrated intensities (1 = the apex).
         card: Top-level manifest entries about what the model is for (name, expression,
-            input_crop, training_data, intensity_scale: see `model_card`), recorded as given.
+            input_crop, training_data: see `model_card`), recorded as given.
 
     Raises:
         UserError: Bad formats or an `out_dir` that is not an export.
@@ -230,13 +240,14 @@ def export_generator(
     chosen = _check_formats(formats)
     out_dir = Path(out_dir)
     _check_target(out_dir)
+    apex = calibration.apex_of(intensity_range)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         written: dict[str, list[Path]] = {}
         details: dict[str, dict] = {}
         if "savedmodel" in chosen:
-            directory = saved_model.export_saved_model(generator, staging)
+            directory = saved_model.export_saved_model(generator, staging, apex)
             written["savedmodel"] = [directory]
             details[(directory / "saved_model.pb").as_posix()] = {
                 "format": "savedmodel",
@@ -244,7 +255,7 @@ def export_generator(
                 "io": saved_model.saved_model_io(directory),
             }
         if "tflite" in chosen:
-            written["tflite"] = tflite.export_tflite(generator, staging, fp16=fp16)
+            written["tflite"] = tflite.export_tflite(generator, staging, fp16=fp16, apex=apex)
             for path in written["tflite"]:
                 model = path.stem.removesuffix("_fp16")
                 details[path.as_posix()] = {
@@ -255,7 +266,7 @@ def export_generator(
                     "gpu_delegate": tflite_gpu.check_gpu_delegate(path),
                 }
         if "onnx" in chosen:
-            written["onnx"] = onnx_export.export_onnx(generator, staging)
+            written["onnx"] = onnx_export.export_onnx(generator, staging, apex=apex)
             for path in written["onnx"]:
                 ops = onnx_export.onnx_op_counts(path)
                 details[path.as_posix()] = {
@@ -269,14 +280,14 @@ def export_generator(
                     "mobile_usability": onnx_export.mobile_usability(path),
                 }
         if "web" in chosen:
-            written["web"] = web.export_web(generator, staging, intensity_range)
+            written["web"] = web.export_web(generator, staging, apex)
             for path in written["web"]:
                 details[path.as_posix()] = {
                     "format": "web",
                     "description": onnx_export.describe_model(path.stem),
                     "io": onnx_export.onnx_io(path),
                 }
-        parity = _check_parity(generator, staging, written)
+        parity = _check_parity(generator, staging, written, apex)
         files = []
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             entry = {
@@ -299,6 +310,7 @@ def export_generator(
             "model_config": dataclasses.asdict(config),
             "normalisation": normalisation(),
             "intensity_range": intensity_range,
+            "intensity_calibration": intensity_calibration(intensity_range),
             "source": source or {},
             "formats": chosen,
             "files": files,
@@ -360,18 +372,17 @@ def export_model(
             "checkpoint": Path(checkpoint).name,
         },
         intensity_range=intensity_range,
-        card=model_card(config, out_dir.name, intensity_range),
+        card=model_card(config, out_dir.name),
     )
 
 
-def model_card(config, name: str, intensity_range: dict | None) -> dict:
+def model_card(config, name: str) -> dict:
     """What `affinegan-tf models` and `generate --model NAME` need to know about an export.
 
     The crop a photo needs and the training data's licence come from the data card that
     `prepare-pairs` wrote (pairs.json) when the run trained on prepared pairs; otherwise the crop
-    is the run's own (--face-crop or the centre square). For prepared pairs (two-frame videos whose
-    second frame is the apex) `intensity_scale` is the mean intensity inferred on the training
-    apexes: `generate` multiplies requested intensities by it, so that 1 means the training smile.
+    is the run's own (--face-crop or the centre square). What intensity 1 means is not part of
+    the card: the apex is inside the exported graphs (`intensity_calibration`).
     """
     from affinegan_tf.pairs import read_data_card
 
@@ -398,10 +409,28 @@ def model_card(config, name: str, intensity_range: dict | None) -> dict:
         "pairs": len(data_card.get("train", [])),
         "held_out": data_card.get("held_out", []),
     }
-    mean = (intensity_range or {}).get("mean")
-    if mean is not None and mean > 0:
-        card["intensity_scale"] = float(mean)
     return card
+
+
+def intensity_calibration(intensity_range: dict | None) -> dict:
+    """The manifest's `intensity_calibration`: the apex inside the exported graphs and what
+    intensity 1 means (a note instead when the run recorded no apex)."""
+    entry = {
+        "apex": calibration.apex_of(intensity_range),
+        "applied_in_graph": True,
+        "meaning": calibration.MEANING,
+    }
+    if not calibration.is_calibrated(intensity_range):
+        entry["note"] = calibration.MISSING_NOTE
+    elif (intensity_range or {}).get("note") == calibration.TEMPORAL_NOTE:
+        entry["note"] = calibration.TEMPORAL_NOTE
+    else:
+        maxima = intensity_range.get("video_maxima") or []
+        entry["note"] = (
+            f"median over {len(maxima)} training videos of each video's largest inferred "
+            f"intensity, at step {intensity_range.get('step')}"
+        )
+    return entry
 
 
 def format_export(manifest: dict, out_dir: str | Path) -> str:

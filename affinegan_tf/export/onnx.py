@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from affinegan_tf.calibration import UNCALIBRATED_APEX
 from affinegan_tf.export import signature
 from affinegan_tf.networks import AffineGenerator
 
@@ -37,14 +38,14 @@ SPLIT_ONNX_MODELS = {
 MOBILE_FORBIDDEN_OPS = ("ConvTranspose", "Expand", "Tile", "Reciprocal")
 
 
-def _function(generator: AffineGenerator, model: str):
+def _function(generator: AffineGenerator, model: str, apex: float):
     factories = {
         "generate_one": signature.make_generate_one,
-        "generate_frames": lambda model: signature.make_generate_frames(model, None),
+        "generate_frames": lambda model, apex: signature.make_generate_frames(model, None, apex),
         "encode": signature.make_encode,
         "decode": signature.make_decode,
     }
-    return factories[model](generator)
+    return factories[model](generator, apex)
 
 
 def describe_model(name: str) -> str:
@@ -52,9 +53,15 @@ def describe_model(name: str) -> str:
     return {**ONNX_MODELS, **SPLIT_ONNX_MODELS}[name]
 
 
-def export_onnx(generator: AffineGenerator, out_dir: Path, models=tuple(ONNX_MODELS)) -> list[Path]:
+def export_onnx(
+    generator: AffineGenerator,
+    out_dir: Path,
+    models=tuple(ONNX_MODELS),
+    apex: float = UNCALIBRATED_APEX,
+) -> list[Path]:
     """Writes `<model>.onnx` for each of `models` (default generate_one and generate_frames;
-    `SPLIT_ONNX_MODELS` names the encode / decode pair); returns their paths.
+    `SPLIT_ONNX_MODELS` names the encode / decode pair); returns their paths. `apex` (the raw
+    intensity a = 1 means, calibration.py) becomes a constant of each graph.
 
     tf2onnx keeps a fresh copy of every constant each time one of its optimisers runs (tens of
     copies of the weights: > 20 GB for the paper model), so the graph is converted with the
@@ -70,7 +77,7 @@ def export_onnx(generator: AffineGenerator, out_dir: Path, models=tuple(ONNX_MOD
     }
     written = []
     for model in models:
-        traced = _function(generator, model)
+        traced = _function(generator, model, apex)
         function, specs, names = signature.with_weight_inputs(traced, generator)
         proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=OPSET)
         kept = [value for value in proto.graph.input if value.name not in weights]

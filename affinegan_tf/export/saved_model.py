@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from affinegan_tf.calibration import UNCALIBRATED_APEX
 from affinegan_tf.export import signature
 from affinegan_tf.networks import AffineGenerator
 
@@ -40,12 +41,12 @@ class GenerateModule(tf.Module):
     """Holds the generator's variables and the serving functions, so that
     `tf.saved_model.save` writes the weights and the signatures together."""
 
-    def __init__(self, generator: AffineGenerator):
+    def __init__(self, generator: AffineGenerator, apex: float = UNCALIBRATED_APEX):
         super().__init__(name="affinegan_generate")
         # Keras 3 variables are trackable; a list attribute makes tf.Module save them.
         self.generator_variables = list(generator.variables)
-        self.generate = signature.make_generate(generator)
-        self.generate_batch = signature.make_generate_batch(generator)
+        self.generate = signature.make_generate(generator, apex)
+        self.generate_batch = signature.make_generate_batch(generator, apex)
 
     def signatures(self) -> dict:
         generate = self.generate.get_concrete_function()
@@ -56,9 +57,12 @@ class GenerateModule(tf.Module):
         }
 
 
-def export_saved_model(generator: AffineGenerator, out_dir: Path) -> Path:
-    """Writes `<out_dir>/saved_model/1/` and returns that folder."""
-    module = GenerateModule(generator)
+def export_saved_model(
+    generator: AffineGenerator, out_dir: Path, apex: float = UNCALIBRATED_APEX
+) -> Path:
+    """Writes `<out_dir>/saved_model/1/` and returns that folder; `apex` (the raw intensity a = 1
+    means, calibration.py) becomes a constant of the signatures' graphs."""
+    module = GenerateModule(generator, apex)
     directory = Path(out_dir) / SAVED_MODEL_DIR / MODEL_VERSION
     directory.parent.mkdir(parents=True, exist_ok=True)
     tf.saved_model.save(module, str(directory), signatures=module.signatures())

@@ -10,6 +10,10 @@ Two families of entry points:
   `make_encode`, `make_decode`): what mobile runtimes take (no uint8 casts, no resize with
   antialiasing, 4-D tensors). The caller resizes with `resize_to_model` first, so every runtime
   sees the same pixels.
+
+Intensities are calibrated (calibration.py: 1 is the apex of the expression). Each factory takes
+the model's `apex` and traces it into the graph as a constant (`rendering.decode_features`), so
+an exported model needs nothing but its inputs; the input names stay `intensities` / `intensity`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from affinegan_tf.calibration import UNCALIBRATED_APEX
 from affinegan_tf.config import PIXEL_OFFSET, PIXEL_SCALE
 from affinegan_tf.data.pixels import to_model_range, to_uint8
 from affinegan_tf.networks import AffineGenerator
@@ -46,7 +51,7 @@ def model_range_to_unit(values) -> tf.Tensor:
     return (tf.cast(values, tf.float32) + PIXEL_OFFSET) * (PIXEL_SCALE / _UNIT_TO_PIXELS)
 
 
-def make_generate_batch(generator: AffineGenerator):
+def make_generate_batch(generator: AffineGenerator, apex: float = UNCALIBRATED_APEX):
     """`generate_batch(images uint8 [B, H, W, 3], intensities [N]) -> uint8 [B, N, S, S, 3]`."""
     image_size = generator.config.image_size
 
@@ -60,7 +65,9 @@ def make_generate_batch(generator: AffineGenerator):
         faces = resize_to_model(images, image_size)
 
         def one_face(face):
-            frames = generate_frames_from_model_range(generator, face[tf.newaxis], intensities)
+            frames = generate_frames_from_model_range(
+                generator, face[tf.newaxis], intensities, apex
+            )
             return to_uint8(frames)
 
         frames = tf.map_fn(
@@ -80,7 +87,11 @@ def _face_spec(image_size: int) -> tf.TensorSpec:
     return tf.TensorSpec([1, image_size, image_size, 3], tf.float32, name="image")
 
 
-def make_generate_frames(generator: AffineGenerator, num_intensities: int | None = None):
+def make_generate_frames(
+    generator: AffineGenerator,
+    num_intensities: int | None = None,
+    apex: float = UNCALIBRATED_APEX,
+):
     """`generate_frames(image f32 [1, S, S, 3] in [0, 1], intensities f32 [N]) -> [N, S, S, 3]`.
 
     The float, fixed-size form of `generate` (encode once, decode N as one batch). With
@@ -97,14 +108,14 @@ def make_generate_frames(generator: AffineGenerator, num_intensities: int | None
     )
     def generate_frames(image, intensities):
         frames = generate_frames_from_model_range(
-            generator, unit_to_model_range(image), intensities
+            generator, unit_to_model_range(image), intensities, apex
         )
         return {"frames": model_range_to_unit(frames)}
 
     return generate_frames
 
 
-def make_generate_one(generator: AffineGenerator):
+def make_generate_one(generator: AffineGenerator, apex: float = UNCALIBRATED_APEX):
     """`generate_one(image f32 [1, S, S, 3] in [0, 1], intensity f32 [1]) -> f32 [1, S, S, 3]`.
 
     Static shapes throughout: the model for TFLite GPU delegates and NNAPI/CoreML.
@@ -115,7 +126,9 @@ def make_generate_one(generator: AffineGenerator):
         input_signature=[_face_spec(image_size), tf.TensorSpec([1], tf.float32, name="intensity")]
     )
     def generate_one(image, intensity):
-        frames = generate_frames_from_model_range(generator, unit_to_model_range(image), intensity)
+        frames = generate_frames_from_model_range(
+            generator, unit_to_model_range(image), intensity, apex
+        )
         return {"frames": model_range_to_unit(frames)}
 
     return generate_one
@@ -148,8 +161,12 @@ def feature_shapes(generator: AffineGenerator) -> list[list[int]]:
     return shapes + shapes + source
 
 
-def make_encode(generator: AffineGenerator):
-    """`encode(image f32 [1, S, S, 3] in [0, 1]) -> {base_i, delta_i}`: run once per photo."""
+def make_encode(generator: AffineGenerator, apex: float = UNCALIBRATED_APEX):
+    """`encode(image f32 [1, S, S, 3] in [0, 1]) -> {base_i, delta_i}`: run once per photo.
+
+    `apex` is not used (the encoders see no intensity); it is accepted so that every factory
+    here is called alike.
+    """
     image_size = generator.config.image_size
     names = feature_names(generator)
 
@@ -163,7 +180,7 @@ def make_encode(generator: AffineGenerator):
     return encode
 
 
-def make_decode(generator: AffineGenerator):
+def make_decode(generator: AffineGenerator, apex: float = UNCALIBRATED_APEX):
     """`decode(base_i, delta_i, intensity f32 [1]) -> frames f32 [1, S, S, 3] in [0, 1]`.
 
     Run once per intensity on the features `make_encode` returned: half the work of
@@ -182,7 +199,7 @@ def make_decode(generator: AffineGenerator):
         *features, intensity = features_and_intensity
         face = features[2 * levels] if _copies_source(generator) else None
         frames = decode_features(
-            generator, features[:levels], features[levels : 2 * levels], intensity, face
+            generator, features[:levels], features[levels : 2 * levels], intensity, apex, face
         )
         return {"frames": model_range_to_unit(frames)}
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from affinegan_tf.calibration import UNCALIBRATED_APEX
 from affinegan_tf.export import signature
 from affinegan_tf.networks import AffineGenerator
 
@@ -89,8 +90,12 @@ def convert(function, fp16: bool = False, generator: AffineGenerator | None = No
         return _converter(Path(temporary), key, fp16).convert()
 
 
-def export_tflite(generator: AffineGenerator, out_dir: Path, fp16: bool) -> list[Path]:
+def export_tflite(
+    generator: AffineGenerator, out_dir: Path, fp16: bool, apex: float = UNCALIBRATED_APEX
+) -> list[Path]:
     """Writes generate_one/encode/decode .tflite files (and the _fp16 variants if asked).
+
+    `apex` (the raw intensity a = 1 means, calibration.py) becomes a constant of each graph.
 
     The three signatures are saved once to a temporary SavedModel with the weights as plain
     variables; each file is converted from it under its own signature key.
@@ -101,7 +106,7 @@ def export_tflite(generator: AffineGenerator, out_dir: Path, fp16: bool) -> list
     module = _weights_module(generator)
     signatures = {}
     for model, (factory, _) in TFLITE_MODELS.items():
-        function = signature.with_weights(factory(generator), generator, module.weights)
+        function = signature.with_weights(factory(generator, apex), generator, module.weights)
         setattr(module, model, function)
         signatures[model] = function.get_concrete_function()
     written = []

@@ -5,7 +5,8 @@ The folder holds everything the page needs at run time (no CDN, no server-side c
 licences, and the model as the ONNX encode / decode pair (`models/encode.onnx` once per photo,
 `models/decode.onnx` once per intensity), converted by `export/onnx.py` like the other ONNX files
 and checked against the Keras generator by the exporter. `model.json` tells the page the model
-size, its files and the intensity slider's range.
+size, its files and the intensity slider's range. Intensities are calibrated (calibration.py: 1
+is the apex); the decode graph carries the model's apex as a constant.
 
 Serve it with any static server, e.g. `python -m http.server -d DIR/web`; the page's own service
 worker adds the cross-origin isolation headers that multi-threaded wasm needs.
@@ -17,6 +18,8 @@ import json
 import shutil
 from pathlib import Path
 
+from affinegan_tf import calibration
+from affinegan_tf.calibration import UNCALIBRATED_APEX
 from affinegan_tf.export import signature
 from affinegan_tf.networks import AffineGenerator
 
@@ -39,11 +42,9 @@ HEADLESS_CHROMIUM_ARGS = (
 ASSET_SUFFIXES = (".html", ".js", ".mjs", ".css", ".wasm", ".md", ".txt", "")
 
 
-def intensity_slider(intensity_range: dict | None) -> list[float]:
-    """The slider's [low, high]: 0 up to the 95th percentile of the intensities seen in
-    training when above 1 (the learnt scale is not pinned to 1 at the apex), else 0..1."""
-    high = float((intensity_range or {}).get("p95", 1.0))
-    return [0.0, round(max(1.0, high) * 20) / 20]
+# The slider's [low, high] in calibrated intensities: 0 is the input face, 1 the apex; the last
+# quarter lets a user exaggerate the expression a little (as `generate --intensities` can).
+INTENSITY_SLIDER = (0.0, 1.25)
 
 
 def _copy_assets(target: Path) -> None:
@@ -59,14 +60,14 @@ def _copy_assets(target: Path) -> None:
 
 
 def export_web(
-    generator: AffineGenerator, out_dir: Path, intensity_range: dict | None = None
+    generator: AffineGenerator, out_dir: Path, apex: float = UNCALIBRATED_APEX
 ) -> list[Path]:
     """Writes `<out_dir>/web/` and returns the paths of its two ONNX models (encode, decode).
 
     Args:
         generator: A built AffineGenerator.
         out_dir: The export folder being built (the staging folder of `export_generator`).
-        intensity_range: The intensity range seen in training (sets the slider's top).
+        apex: The raw intensity a = 1 means (calibration.py), a constant of the decode graph.
     """
     from affinegan_tf.export import onnx as onnx_export
 
@@ -75,14 +76,16 @@ def export_web(
     models = web / MODELS_DIR
     models.mkdir(parents=True, exist_ok=True)
     written = onnx_export.export_onnx(
-        generator, models, models=tuple(onnx_export.SPLIT_ONNX_MODELS)
+        generator, models, models=tuple(onnx_export.SPLIT_ONNX_MODELS), apex=apex
     )
     description = {
         "format_version": signature.EXPORT_FORMAT_VERSION,
         "image_size": generator.config.image_size,
         "files": {path.stem: f"{MODELS_DIR}/{path.name}" for path in written},
         "features": signature.feature_names(generator),
-        "intensity_slider": intensity_slider(intensity_range),
+        "intensity_slider": list(INTENSITY_SLIDER),
+        "intensity_apex": float(apex),
+        "intensity_meaning": calibration.MEANING,
         "input": (
             "the photo's square crop (centre square by default) resized to S x S like "
             "`affinegan-tf generate` (OpenCV INTER_AREA to shrink, INTER_CUBIC to enlarge), "
