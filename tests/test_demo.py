@@ -44,6 +44,12 @@ def test_demo_writes_everything_and_a_rerun_reuses_it(tmp_path):
         "shuffled",
     }
     assert "Spearman" in first.stdout
+    # The issue-13 figures, measured by the demo itself (pixels in [0, 1]).
+    for key in ("l1_at_zero_intensity", "l1_generated", "l1_copy_input"):
+        assert 0.0 <= summary[key] < 1.0, key
+    assert summary["l1_copy_input"] > 0.0  # held-out videos move, so copying is not free
+    assert len(summary["apex_of_complete_videos"]) == 3
+    assert "copying the input" in first.stdout
 
     checkpoints = sorted((out_dir / "run" / "checkpoints").glob("ckpt-*.index"))
     second = demo(out_dir)

@@ -259,3 +259,44 @@ def test_bad_model_paths_are_user_errors(tmp_path, toy_data):
         intensity_curve(exported, held_out(toy_data, "complete"))
     with pytest.raises(UserError, match="does not exist"):
         evaluate_model(tmp_path / "missing", toy_data)
+
+
+def test_held_out_scores_rank_the_truth_and_price_copying(tmp_path):
+    """held_out_scores on a toy set with a stand-in model whose intensities are the truth."""
+    from affinegan_tf.evaluation import held_out
+    from affinegan_tf.toy import write_toy_dataset
+
+    data = tmp_path / "toy"
+    write_toy_dataset(data, num_videos=4, size=16, seed=3, test_videos=4, frames_per_video=5)
+    truth = held_out.read_true_intensities(data, split="test")
+    frames_by_first = {}
+    for name, (_, values) in truth.items():
+        video_frames, _ = held_out.read_video_frames(data / "test" / "img" / name, 16)
+        frames_by_first[video_frames[0].tobytes()] = (video_frames, values)
+
+    class Oracle:
+        """Infers the true intensities and generates the real frames (at the true ones)."""
+
+        config = type("Config", (), {"image_size": 16})()
+        inference_generator = None
+
+    def infer(model, neutral, frames, apex=1.0):
+        _, values = frames_by_first[neutral.tobytes()]
+        return np.asarray([values[index] for index in range(1, len(frames) + 1)]) * 2.0 / apex
+
+    def generate(generator, face, intensities, apex=1.0):
+        first = np.round((np.asarray(face[0]) + 1.0) * 127.5).astype(np.uint8).tobytes()
+        video_frames, _ = frames_by_first[first]
+        return video_frames.astype(np.float32) / 127.5 - 1.0
+
+    original = held_out.infer_frame_intensities, held_out.generate_frames_from_model_range
+    held_out.infer_frame_intensities, held_out.generate_frames_from_model_range = infer, generate
+    try:
+        scores = held_out.held_out_scores(Oracle(), data, apex=2.0)
+    finally:
+        held_out.infer_frame_intensities, held_out.generate_frames_from_model_range = original
+    assert scores["videos"] == 4
+    assert scores["spearman"]["all"] == pytest.approx(1.0)
+    assert scores["apex_inferred"] == [pytest.approx(1.0)]  # the complete video's last frame
+    assert scores["l1_a0"] < 2e-3 and scores["l1_generated"] < 2e-3
+    assert scores["l1_copy"] > 0.005
