@@ -31,6 +31,8 @@ def test_manifest_carries_crop_attribution_and_hold_out():
     assert "Face Research Lab London Set" in data["attribution"]
     assert len(data["held_out"]) == 12 and data["pairs"] == 70
     assert manifest["model_config"]["intensity"] == "temporal"
+    # Attention output: hair and background are copied from the photo (the recipe's header).
+    assert manifest["model_config"]["output"] == "attention"
 
 
 def test_shipped_files_stay_within_the_limits():
