@@ -55,6 +55,17 @@ def test_recipe_and_flags_override_the_preset(tmp_path):
         resolve_config(str(tmp_path), pipeline=str(recipe))
 
 
+def test_a_recipe_sets_loss_weights_in_a_train_subtable(tmp_path):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('preset = "tiny"\n[train.loss_weights]\nreconstruction = 30.0\n')
+    weights = resolve_config(str(tmp_path), pipeline=str(recipe)).train.loss_weights
+    assert weights.reconstruction == 30.0
+    assert weights.global_adversarial == 1.0 and weights.e0_reconstruction == 10.0  # the paper's
+    recipe.write_text("[train.loss_weights]\nreconstructon = 30.0\n")
+    with pytest.raises(UserError, match="reconstructon"):
+        resolve_config(str(tmp_path), pipeline=str(recipe))
+
+
 def test_fit_learns_and_writes_a_complete_run_folder(toy_data, tmp_path):
     import tensorflow as tf
 
