@@ -1,4 +1,4 @@
-"""How busy the rest of the machine was while something was measured (from /proc/stat).
+"""What the machine is and how busy the rest of it was while something was measured.
 
 Speed figures from a shared machine can only be judged next to the CPU that other processes
 used meanwhile; the benchmarks and the ablation runner record it with `OtherProcessesCpu`.
@@ -8,8 +8,27 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import time
 from pathlib import Path
+
+CPU_FEATURES = ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_model() -> str:
+    """The CPU's name (family/model numbers where the name is generic) and its bf16/AMX flags."""
+    fields = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = fields.get("model name", platform.machine())
+    family, model = fields.get("cpu family"), fields.get("model")
+    flags = set(fields.get("flags", "").split())
+    features = [feature for feature in CPU_FEATURES if feature in flags]
+    return f"{name} (family {family} model {model}; {' '.join(features) or 'no avx512'})"
 
 
 def busy_cpu_seconds() -> float:

@@ -22,20 +22,9 @@ import argparse
 import ast
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _overrides(pairs: list[str]) -> dict[str, dict]:
@@ -70,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from affinegan_tf.checkpoints import load_model
     from affinegan_tf.config import replace
     from affinegan_tf.evaluation.held_out import held_out_scores
+    from affinegan_tf.machine_load import cpu_model
     from affinegan_tf.recipes import resolve_config
     from affinegan_tf.run_folder import intensity_apex
     from affinegan_tf.speed import measure_steps_per_second
@@ -116,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "measured_steps_per_second": round(rate, 2),
         "train_seconds": round(seconds, 1),
         "apex_raw": apex,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "load_average": os.getloadavg()[0],
         **scores,
     }

@@ -15,9 +15,7 @@ import json
 import statistics
 import time
 
-from train_speed import cpu_model
-
-from affinegan_tf.machine_load import OtherProcessesCpu
+from affinegan_tf.machine_load import OtherProcessesCpu, cpu_model
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ import tensorflow as tf
 
 from affinegan_tf.data import pipeline
 from affinegan_tf.data.layout import DatasetIndex
-from affinegan_tf.machine_load import OtherProcessesCpu
+from affinegan_tf.machine_load import OtherProcessesCpu, cpu_model
 
 
 def synthetic_set(folder: Path, videos: int, frames: int, load_size: int, masks: bool):
@@ -115,23 +114,13 @@ def main() -> None:
                             "targets": arguments.targets,
                             "batch_size": arguments.batch_size,
                             "masks": arguments.masks,
-                            "cpu_model": _cpu_model(),
+                            "cpu_model": cpu_model(),
                             "tensorflow": tf.__version__,
                             **figures,
                         }
                     ),
                     flush=True,
                 )
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -36,26 +35,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from affinegan_tf.machine_load import OtherProcessesCpu  # noqa: E402
+from affinegan_tf.machine_load import OtherProcessesCpu, cpu_model  # noqa: E402
 
 PRESET_FOR_SIZE = {64: "tiny", 128: "small", 256: "paper"}
-CPU_FEATURES = ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-
-
-def cpu_model() -> str:
-    """The CPU's name (family/model numbers where the name is generic) and its bf16/AMX flags."""
-    fields = {}
-    try:
-        for line in open("/proc/cpuinfo"):
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = fields.get("model name", platform.machine())
-    family, model = fields.get("cpu family"), fields.get("model")
-    flags = set(fields.get("flags", "").split())
-    features = [feature for feature in CPU_FEATURES if feature in flags]
-    return f"{name} (family {family} model {model}; {' '.join(features) or 'no avx512'})"
 
 
 def conv_throughput() -> tuple[float, float]:

@@ -17,7 +17,6 @@ import functools
 import http.server
 import json
 import os
-import platform
 import threading
 import time
 from pathlib import Path
@@ -25,18 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from affinegan_tf.export.web import HEADLESS_CHROMIUM_ARGS as CHROMIUM_ARGS
+from affinegan_tf.machine_load import cpu_model
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *arguments):
         pass
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def native_decode_ms(web: Path, threads: int, repeats: int) -> float:
