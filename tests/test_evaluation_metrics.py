@@ -112,6 +112,9 @@ def test_spearman_per_video_and_per_kind():
     assert list(table) == ["complete", "periodic", "shuffled"]
     assert table["shuffled"] == {"spearman": pytest.approx(0.3), "videos": 2, "undefined": 0}
     assert math.isnan(table["periodic"]["spearman"]) and table["periodic"]["undefined"] == 1
+    # The overall figure every report prints: NaNs (constant videos) left out, NaN only if all are.
+    assert metrics.mean_defined([0.5, math.nan, 0.1]) == pytest.approx(0.3)
+    assert math.isnan(metrics.mean_defined([math.nan])) and math.isnan(metrics.mean_defined([]))
 
 
 def test_spearman_with_ties_matches_hand_computed_average_ranks():

@@ -45,6 +45,7 @@ def held_out_scores(model, data_dir: str | Path, apex: float = 1.0) -> dict:
     truth = read_true_intensities(data_dir, split="test")
     size = model.config.image_size
     per_video, a0, generated, copied, apex_values = [], [], {}, {}, []
+    generator = model.inference_generator  # the weight average when the run keeps one
     for name in sorted(truth):
         kind, true_values = truth[name]
         frames, _ = read_video_frames(data_dir / "test" / "img" / name, size)
@@ -55,19 +56,17 @@ def held_out_scores(model, data_dir: str | Path, apex: float = 1.0) -> dict:
             apex_values.append(float(inferred[-1]))
         face = to_model_range(frames[0][np.newaxis])
         requested = np.concatenate([[0.0], true[1:]]).astype(np.float32)
-        generator = model.inference_generator  # the weight average when the run keeps one
         fakes = _to_unit(generate_frames_from_model_range(generator, face, requested, apex))
         real = frames.astype(np.float32) / 255.0
         a0.append(float(np.abs(fakes[0] - real[0]).mean()))
         generated.setdefault(kind, []).append(float(np.abs(fakes[1:] - real[1:]).mean()))
         copied.setdefault(kind, []).append(float(np.abs(real[:1] - real[1:]).mean()))
     by_kind = metrics.spearman_by_kind(per_video)
-    defined = [value for _, value in per_video if np.isfinite(value)]
     every = [value for values in generated.values() for value in values]
     every_copy = [value for values in copied.values() for value in values]
     return {
         "spearman": {
-            "all": float(np.mean(defined)) if defined else float("nan"),
+            "all": metrics.mean_defined(value for _, value in per_video),
             **{kind: entry["spearman"] for kind, entry in by_kind.items()},
         },
         "l1_a0": float(np.mean(a0)),

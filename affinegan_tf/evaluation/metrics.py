@@ -253,6 +253,12 @@ def spearman(inferred: np.ndarray, true: np.ndarray) -> float:
     return float((first @ second) / math.sqrt((first @ first) * (second @ second)))
 
 
+def mean_defined(values) -> float:
+    """Mean of the values that are not NaN (a constant sequence has a NaN Spearman); NaN if none."""
+    defined = [float(value) for value in values if not math.isnan(value)]
+    return float(np.mean(defined)) if defined else math.nan
+
+
 def spearman_by_kind(per_video: list[tuple[str, float]]) -> dict[str, dict]:
     """Mean Spearman per sequence kind from (kind, value) per video.
 
@@ -263,10 +269,10 @@ def spearman_by_kind(per_video: list[tuple[str, float]]) -> dict[str, dict]:
     table: dict[str, dict] = {}
     for kind in sorted({kind for kind, _ in per_video}):
         values = [value for name, value in per_video if name == kind]
-        defined = [value for value in values if not math.isnan(value)]
+        undefined = sum(math.isnan(value) for value in values)
         table[kind] = {
-            "spearman": float(np.mean(defined)) if defined else math.nan,
+            "spearman": mean_defined(values),
             "videos": len(values),
-            "undefined": len(values) - len(defined),
+            "undefined": undefined,
         }
     return table

@@ -172,11 +172,10 @@ def summarise(results: list[VideoResult]) -> dict:
     ]
     intensity = None
     if with_truth:
-        by_kind = metrics.spearman_by_kind(with_truth)
-        defined = [value for _, value in with_truth if not math.isnan(value)]
+        overall = metrics.mean_defined(value for _, value in with_truth)
         intensity = {
-            "spearman_by_kind": by_kind,
-            "spearman_all": float(np.mean(defined)) if defined else None,
+            "spearman_by_kind": metrics.spearman_by_kind(with_truth),
+            "spearman_all": None if math.isnan(overall) else overall,
             "videos": len(with_truth),
         }
     return {
