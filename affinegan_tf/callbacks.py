@@ -51,6 +51,8 @@ PROGRESS_TERMS = (
     ("d_intensity", "Da"),
     ("intensity_mean", "a"),
     ("intensity_std", "a_sd"),
+    # Only in runs that penalise the attention mask (LossWeights.attention_mask).
+    ("g_attention_mask", "mask"),
 )
 
 
@@ -72,7 +74,7 @@ def _floats(logs) -> dict[str, float]:
 class DeferredLogsCallbackList(keras.callbacks.CallbackList):
     """Keras's CallbackList, minus the conversion of every log to a Python float every step.
 
-    Keras converts all 13 logs to floats (a device-to-host copy each) at every
+    Keras converts every log (13 to 15) to a float (a device-to-host copy each) at every
     `on_train_batch_end` as soon as one callback defines that hook. Here the callbacks get the
     log tensors and read them only when they need a value.
     """

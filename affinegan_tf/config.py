@@ -141,13 +141,65 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Loss weights of AFFINEGAN.md (paper values by default)."""
+    """Loss weights of AFFINEGAN.md (paper values by default), plus two that are off by default.
+
+    Attributes:
+        global_adversarial: Global PatchGAN's generator term.
+        local_adversarial: Local (mouth) PatchGAN's generator term.
+        reconstruction: L1 of the fakes G(I0, a_t) to the targets I_t.
+        e0_reconstruction: L1 of the reconstructions De(E0(I_t)) to the targets.
+        intensity_adversarial: D_a's generator term (added once per sample, then / K).
+        attention_mask: Only with `ModelConfig.output = "attention"`: the mean of the fakes'
+            masks m (GANimation's mask term, but penalising edits: our m = 1 redraws the
+            pixel, m = 0 copies the input), so that the decoder redraws only what the
+            expression changes. 0 (off) by default.
+        attention_smoothness: Only with attention output: the total variation of the fakes'
+            masks (`losses.total_variation`, a mean over neighbour pairs, not GANimation's
+            sum), so that masks are smooth regions, not speckles. 0 (off) by default.
+    """
 
     global_adversarial: float = 1.0
     local_adversarial: float = 1.0
     reconstruction: float = 100.0
     e0_reconstruction: float = 10.0
     intensity_adversarial: float = 100.0
+    attention_mask: float = 0.0
+    attention_smoothness: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ATTENTION_LOSS_WEIGHTS:
+            if getattr(self, name) < 0:
+                raise UserError(
+                    f"train.loss_weights.{name} must be >= 0 (0 = off), got {getattr(self, name)}."
+                )
+
+    @property
+    def penalises_attention_masks(self) -> bool:
+        """Whether a term on the attention masks is on (the train step then asks for them)."""
+        return any(getattr(self, name) > 0 for name in ATTENTION_LOSS_WEIGHTS)
+
+
+# The loss weights that only mean something with attention output (they act on its mask).
+ATTENTION_LOSS_WEIGHTS = ("attention_mask", "attention_smoothness")
+
+
+def check_loss_weights(model: ModelConfig, weights: LossWeights) -> None:
+    """Raises UserError when a loss weight is on that the model's output mode has no use for.
+
+    Args:
+        model: The model's configuration (its `output`).
+        weights: The loss weights of the run.
+    """
+    if model.output == "attention":
+        return
+    for name in ATTENTION_LOSS_WEIGHTS:
+        value = getattr(weights, name)
+        if value > 0:
+            raise UserError(
+                f"train.loss_weights.{name} = {value} penalises the attention mask, but "
+                f'model.output is "{model.output}" (no mask). Set [model] output = "attention" '
+                f"in the recipe (or pass --output-mode attention), or set {name} to 0."
+            )
 
 
 @dataclass(frozen=True)
@@ -167,7 +219,7 @@ class TrainConfig:
             their 10,100 epochs). With `steps` set instead of `epochs`, the tail keeps the same
             share of the run: decay_epochs / epochs. A tail longer than the run covers all of it.
         decay_steps: Length of the tail in generator steps; overrides the two above.
-        loss_weights: The five loss weights.
+        loss_weights: The loss weights (`LossWeights`).
         checkpoint_every: Steps between checkpoints (and sample GIFs).
         keep_checkpoints: Checkpoints kept on disk.
         log_every: Steps between TensorBoard scalar writes.
@@ -277,6 +329,9 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str = "paper"
+
+    def __post_init__(self) -> None:
+        check_loss_weights(self.model, self.train.loss_weights)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

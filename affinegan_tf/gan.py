@@ -23,14 +23,16 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from affinegan_tf.config import LossWeights, ModelConfig
+from affinegan_tf.config import LossWeights, ModelConfig, check_loss_weights
 from affinegan_tf.ema import WeightAverage, make_average_generator
 from affinegan_tf.intensity import IntensityEstimator
 from affinegan_tf.losses import (
     accuracy,
     discriminator_loss,
     generator_adversarial_loss,
+    mask_mean,
     mean_absolute_error,
+    total_variation,
 )
 from affinegan_tf.networks import AffineGenerator, IntensityDiscriminator, PatchDiscriminator
 from affinegan_tf.nonfinite import NonFiniteWatch
@@ -42,6 +44,9 @@ METRIC_NAMES = (
     "g_reconstruction",
     "g_e0_reconstruction",
     "g_intensity_adversarial",
+    # Logged only when their weight is on (attention output; LossWeights).
+    "g_attention_mask",
+    "g_attention_smoothness",
     "d_global",
     "d_local",
     "d_intensity",
@@ -63,6 +68,8 @@ class GeneratorForward:
     fakes: tf.Tensor
     reconstructions: tf.Tensor
     intensities: tf.Tensor  # [B, K], with gradient into the encoders (affine / mlp modes)
+    # The fakes' attention masks [B*K, S, S, 1], only when a loss weight penalises them.
+    fake_masks: tf.Tensor | None = None
 
 
 class AffineGAN(keras.Model):
@@ -167,6 +174,7 @@ class AffineGAN(keras.Model):
         self.generator_optimizer = generator_optimizer
         self.discriminator_optimizer = discriminator_optimizer
         self.loss_weights = loss_weights or LossWeights()
+        check_loss_weights(self.config, self.loss_weights)
         if not self.built:
             self.build()
         self.generator_optimizer.build(self.generator_variables)
@@ -270,6 +278,9 @@ class AffineGAN(keras.Model):
         # Fakes and reconstructions in one decoder call. With attention output both edit the
         # neutral frame (a reconstruction edited from its own frame would be a copy, teaching
         # E0 nothing).
+        # The masks are asked for only when a loss term reads them: with the mask weights at 0
+        # the step's graph is the same as without these terms.
+        with_masks = self.penalises_attention_masks
         decoded = self.generator.decoder(
             [
                 ops.concatenate([fake, real], axis=0)
@@ -277,7 +288,18 @@ class AffineGAN(keras.Model):
             ],
             training=training,
             source=ops.concatenate([neutral_repeated, neutral_repeated], axis=0),
+            return_mask=with_masks,
         )
+        fake_masks = None
+        if with_masks:
+            decoded, decoded_masks = decoded
+            # Only the fakes' masks are penalised, not the reconstructions': the fakes are what
+            # generation draws (and where the masks spread over cheeks and hair), while the
+            # reconstruction path exists to teach E0 the target's expression and is weighted
+            # 10x less (e0_reconstruction 10 against reconstruction 100), so the same mask weight
+            # would pull its masks shut ten times harder relative to its own term and starve
+            # that signal. The decoder is shared, so sparser fake masks carry over anyway.
+            fake_masks, _ = tf.split(decoded_masks, 2, axis=0)
         fakes, reconstructions = tf.split(decoded, 2, axis=0)
         neutral_masks = None
         if self.local_discriminator is not None:
@@ -290,7 +312,14 @@ class AffineGAN(keras.Model):
             fakes=fakes,
             reconstructions=reconstructions,
             intensities=intensities,
+            fake_masks=fake_masks,
         )
+
+    @property
+    def penalises_attention_masks(self) -> bool:
+        """Whether the compiled loss weights put a term on the attention masks."""
+        weights = getattr(self, "loss_weights", None)
+        return weights is not None and weights.penalises_attention_masks
 
     def _scaled(self, optimizer, loss):
         """The loss to differentiate: per-replica share of the global-batch mean, loss-scaled.
@@ -392,6 +421,12 @@ class AffineGAN(keras.Model):
                 self.local_discriminator(local_pairs)
             )
             total = total + weights.local_adversarial * logs["g_local_adversarial"]
+        if weights.attention_mask > 0:
+            logs["g_attention_mask"] = mask_mean(forward.fake_masks)
+            total = total + weights.attention_mask * logs["g_attention_mask"]
+        if weights.attention_smoothness > 0:
+            logs["g_attention_smoothness"] = total_variation(forward.fake_masks)
+            total = total + weights.attention_smoothness * logs["g_attention_smoothness"]
         if self.intensity_discriminator is not None:
             logs["g_intensity_adversarial"] = generator_adversarial_loss(
                 self.intensity_discriminator(forward.intensities)

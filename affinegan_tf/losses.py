@@ -1,4 +1,4 @@
-"""Pure loss functions (no state): vanilla GAN losses on logits and L1."""
+"""Pure loss functions (no state): vanilla GAN losses on logits, L1 and the mask penalties."""
 
 from __future__ import annotations
 
@@ -29,6 +29,25 @@ def generator_adversarial_loss(fake_logits):
 def mean_absolute_error(first, second):
     """L1 distance averaged over every pixel and channel."""
     return ops.mean(ops.abs(ops.cast(first, "float32") - ops.cast(second, "float32")))
+
+
+def mask_mean(masks):
+    """Mean of attention masks [N, H, W, 1] in [0, 1]: the share of the frame that is redrawn."""
+    return ops.mean(ops.cast(masks, "float32"))
+
+
+def total_variation(masks):
+    """Total variation of masks [N, H, W, C], as means: mean |vertical neighbour difference|
+    plus mean |horizontal neighbour difference|.
+
+    GANimation sums the differences instead; a sum grows with the image size and the batch, so its
+    weight would have to change with both. The sum over one image of side S equals this mean times
+    about S * (S - 1) per direction.
+    """
+    masks = ops.cast(masks, "float32")
+    vertical = ops.mean(ops.abs(masks[:, 1:, :, :] - masks[:, :-1, :, :]))
+    horizontal = ops.mean(ops.abs(masks[:, :, 1:, :] - masks[:, :, :-1, :]))
+    return vertical + horizontal
 
 
 def accuracy(logits, is_real: bool):

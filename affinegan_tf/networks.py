@@ -69,11 +69,16 @@ class Decoder(keras.Model):
                 )
             )
 
-    def call(self, features, training=False, source=None):
+    def call(self, features, training=False, source=None, return_mask=False):
         """Features of every level (and, for attention output, the source frames) -> frames.
 
         `source` is [N or 1, S, S, 3] in [-1, 1]; required for attention output, unused else.
+        `return_mask` (attention output only; the training step's mask penalties) returns
+        (frames, masks [N, S, S, 1] in [0, 1]) instead of the frames. Generation and every
+        export call the decoder without it, so their graphs and signatures never see the mask.
         """
+        if return_mask and not self.attention:
+            raise ValueError("only a decoder with attention output draws a mask to return")
         values = features[-1]
         for index, block in enumerate(self.blocks):
             if index > 0:
@@ -85,7 +90,8 @@ class Decoder(keras.Model):
         if source is None:
             raise ValueError("a decoder with attention output needs the source frames")
         drawn, mask = values[..., :3], 0.5 * (values[..., 3:] + 1.0)
-        return source + mask * (drawn - source)
+        frames = source + mask * (drawn - source)
+        return (frames, mask) if return_mask else frames
 
 
 class AffineGenerator(keras.Model):

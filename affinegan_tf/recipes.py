@@ -82,14 +82,18 @@ def resolve_config(
     data_overrides: dict | None = None,
     train_overrides: dict | None = None,
 ) -> RunConfig:
-    """Preset < pipeline recipe < command-line flags (None means 'not given')."""
+    """Preset < pipeline recipe < command-line flags (None means 'not given').
+
+    Sub-tables merge setting by setting: a recipe's `[train.loss_weights]` or an override
+    `{"loss_weights": {"attention_mask": 0.5}}` changes the weights it names and keeps the rest.
+    """
     recipe = load_pipeline(pipeline) if pipeline else {}
     name = preset_name or recipe.get("preset") or config_module.DEFAULT_PRESET
     model = config_module.preset(name)
     values = {
-        "model": {**dataclasses.asdict(model), **recipe.get("model", {})},
-        "data": {**dataclasses.asdict(DataConfig()), **recipe.get("data", {})},
-        "train": {**dataclasses.asdict(TrainConfig()), **recipe.get("train", {})},
+        "model": _merged(dataclasses.asdict(model), recipe.get("model", {})),
+        "data": _merged(dataclasses.asdict(DataConfig()), recipe.get("data", {})),
+        "train": _merged(dataclasses.asdict(TrainConfig()), recipe.get("train", {})),
         "preset": name,
     }
     for section, overrides in (
@@ -97,11 +101,27 @@ def resolve_config(
         ("data", data_overrides),
         ("train", train_overrides),
     ):
-        values[section].update({k: v for k, v in (overrides or {}).items() if v is not None})
+        values[section] = _merged(values[section], overrides or {})
     if (train_overrides or {}).get("epochs") is not None:
         values["train"]["steps"] = None
     values["data"]["data_dir"] = str(Path(data).resolve())
     return RunConfig.from_dict(values)
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    """`base` updated by `changes`, sub-tables (dicts in both) merged key by key, None skipped.
+
+    A value that is not a table where `base` has one (or the reverse) replaces it as it is, and
+    `RunConfig.from_dict` then names the setting it cannot read.
+    """
+    merged = dict(base)
+    for key, value in changes.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = _merged(merged[key], value)
+        merged[key] = value
+    return merged
 
 
 def config_from_flags(

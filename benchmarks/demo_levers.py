@@ -10,6 +10,8 @@ true intensity next to copying the input, where the apex lands).
         --set model.upsample=resize
     python benchmarks/demo_levers.py --out runs/levers --name b4 --minutes 8 \\
         --set train.batch_size=4
+    python benchmarks/demo_levers.py --out runs/levers --name mask1 --steps 6000 \\
+        --set train.loss_weights.attention_mask=1.0
 
 A fixed budget in minutes (`--minutes`) converts to steps with the variant's own speed, measured
 first on random data in the same process (so a slower variant trains fewer steps); `--steps`
@@ -28,17 +30,28 @@ from pathlib import Path
 
 
 def _overrides(pairs: list[str]) -> dict[str, dict]:
+    """`--set` values by section: "train.batch_size=4" -> {"train": {"batch_size": 4}}; a deeper
+    key names a sub-table: "train.loss_weights.attention_mask=0.5" -> {"train": {"loss_weights":
+    {"attention_mask": 0.5}}} (resolve_config merges it with the recipe's other weights)."""
     sections: dict[str, dict] = {"model": {}, "train": {}, "data": {}}
     for pair in pairs:
         key, _, text = pair.partition("=")
-        section, _, name = key.partition(".")
-        if section not in sections or not name or not text:
-            raise SystemExit(f"--set wants section.name=value (model/train/data), got {pair!r}")
+        section, *names = key.split(".")
+        if section not in sections or not names or not all(names) or not text:
+            raise SystemExit(
+                f"--set wants section.name=value or section.table.name=value (sections "
+                f"model/train/data), got {pair!r}"
+            )
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
-        sections[section][name] = value
+        table = sections[section]
+        for name in names[:-1]:
+            table = table.setdefault(name, {})
+            if not isinstance(table, dict):
+                raise SystemExit(f"--set {pair!r}: {name} was already given a value")
+        table[names[-1]] = value
     return sections
 
 
