@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import math
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from batches import make_batch
+from batches import make_batch, set_uniform_mask
 
 from affinegan_tf.config import PRESETS, LossWeights, RunConfig
 from affinegan_tf.errors import UserError
@@ -29,20 +28,6 @@ def attention_model(weights: LossWeights, config=ATTENTION, rate=1e-3) -> Affine
         keras.optimizers.Adam(rate, beta_1=0.5), keras.optimizers.Adam(rate, beta_1=0.5), weights
     )
     return model
-
-
-def set_uniform_mask(generator, logit: float) -> float:
-    """Makes the decoder's mask the same everywhere: (tanh(logit) + 1) / 2, returned."""
-    conv = generator.decoder.blocks[-1].conv
-    kernel, bias = conv.kernel.numpy(), conv.bias.numpy()
-    mask_axis = 2 if kernel.shape[2] == 4 else 3  # transposed convs keep [h, w, out, in]
-    index = [slice(None)] * 4
-    index[mask_axis] = 3
-    kernel[tuple(index)] = 0.0
-    bias[3] = logit
-    conv.kernel.assign(kernel)
-    conv.bias.assign(bias)
-    return 0.5 * (math.tanh(logit) + 1.0)
 
 
 def test_mask_mean_and_total_variation_match_a_hand_computation():

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from batches import make_batch
+from batches import make_batch, set_uniform_mask
 
 from affinegan_tf.config import PRESETS, LossWeights, RunConfig
 from affinegan_tf.gan import AffineGAN
@@ -262,19 +262,6 @@ def test_mixed_precision_step_runs_with_loss_scaling():
     assert any(changed(before, model.generator_variables))
 
 
-def _set_mask_logit(generator, value):
-    """Forces the attention mask: outermost kernel's mask channel 0, its bias `value`."""
-    conv = generator.decoder.blocks[-1].conv
-    kernel, bias = conv.kernel.numpy(), conv.bias.numpy()
-    mask_axis = 2 if kernel.shape[2] == 4 else 3  # transposed convs keep [h, w, out, in]
-    index = [slice(None)] * 4
-    index[mask_axis] = 3
-    kernel[tuple(index)] = 0.0
-    bias[3] = value
-    conv.kernel.assign(kernel)
-    conv.bias.assign(bias)
-
-
 @pytest.mark.parametrize("upsample", ["transpose", "resize"])
 def test_attention_output_copies_the_input_where_the_mask_is_closed(upsample):
     config = dataclasses.replace(TINY, output="attention", upsample=upsample, dropout=0.0)
@@ -282,9 +269,9 @@ def test_attention_output_copies_the_input_where_the_mask_is_closed(upsample):
     generator.build()
     faces = tf.random.uniform((2, 64, 64, 3), -1, 1, seed=6)
     intensities = tf.constant([0.0, 1.0])
-    _set_mask_logit(generator, -30.0)  # mask = (tanh(-30) + 1) / 2 = 0: copy
+    set_uniform_mask(generator, -30.0)  # mask = (tanh(-30) + 1) / 2 = 0: copy
     np.testing.assert_allclose(generator((faces, intensities)).numpy(), faces.numpy(), atol=1e-6)
-    _set_mask_logit(generator, 30.0)  # mask = 1: the drawn frame, whatever the source
+    set_uniform_mask(generator, 30.0)  # mask = 1: the drawn frame, whatever the source
     base, delta = generator.encode(faces)
     drawn = generator.decode(base, delta, intensities, source=faces).numpy()
     other = generator.decode(base, delta, intensities, source=-faces).numpy()
