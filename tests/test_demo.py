@@ -9,8 +9,6 @@ import imageio.v3 as iio
 import pytest
 from cli_helpers import run_cli
 
-pytestmark = pytest.mark.slow
-
 STEPS = 20
 
 
@@ -19,6 +17,7 @@ def demo(out_dir) -> subprocess.CompletedProcess:
     return run_cli("demo", "--out", str(out_dir), "--steps", str(STEPS), cwd=out_dir.parent)
 
 
+@pytest.mark.slow
 def test_demo_writes_everything_and_a_rerun_reuses_it(tmp_path):
     out_dir = tmp_path / "demo"
     first = demo(out_dir)
@@ -58,3 +57,12 @@ def test_demo_writes_everything_and_a_rerun_reuses_it(tmp_path):
     assert "Reusing the export" in second.stderr
     assert sorted((out_dir / "run" / "checkpoints").glob("ckpt-*.index")) == checkpoints
     assert json.loads((out_dir / "summary.json").read_text())["steps"] == STEPS
+
+
+def test_budget_advice_names_the_minutes_that_reach_the_reference_steps():
+    from affinegan_tf.demo import OVERHEAD_MINUTES, REFERENCE_STEPS, budget_advice
+
+    assert budget_advice(12.0, 5700) is None  # a machine like the README's: nothing to say
+    advice = budget_advice(2.65, 1271)  # 2 Zen 3 cores, measured
+    minutes = REFERENCE_STEPS / 2.65 / 60 + OVERHEAD_MINUTES  # 37.5
+    assert "1271 steps" in advice and f"--minutes {int(minutes) + 1}" in advice
