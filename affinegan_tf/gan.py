@@ -246,13 +246,15 @@ class AffineGAN(keras.Model):
         )
 
         # E0 on the neutral frames and all targets in one call.
-        base_all = self.generator.base_encoder(ops.concatenate([neutral, targets], axis=0))
+        base_all = self.generator.base_encoder(
+            ops.concatenate([neutral, targets], axis=0), training=training
+        )
         # tf.split, not slicing: the gradient of a split is one concat, that of two slices two
         # full-size StridedSliceGrads and an add (7-16x slower on 256-size feature maps).
         neutral_base, target_base = zip(
             *(tf.split(features, [count, -1], axis=0) for features in base_all), strict=True
         )
-        delta = self.generator.delta_encoder(neutral)
+        delta = self.generator.delta_encoder(neutral, training=training)
 
         target_bottleneck = target_base[-1]
         intensities = self.intensity_estimator.from_bottlenecks(

@@ -32,11 +32,12 @@ class Encoder(keras.Model):
             for index, filters in enumerate(channels)
         ]
 
-    def call(self, images):
+    def call(self, images, training=False):
+        """`training` lets the innermost levels compute as matrix products (layers.py)."""
         features = []
         values = images
         for block in self.blocks:
-            values = block(values)
+            values = block(values, training=training)
             features.append(values)
         return features
 

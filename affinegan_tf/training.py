@@ -135,9 +135,7 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
         if worker.multi_worker:  # Keras 3's model.fit fails there: our own loop, same callbacks
             distributed.train(model, strategy, dataset, callbacks, start_step, total_steps)
         else:
-            run_training(
-                model, dataset(), total_steps - start_step, callbacks, steps_per_execution
-            )
+            run_training(model, dataset(), total_steps - start_step, callbacks, steps_per_execution)
     worker.cleanup()
 
     step = int(model.step.numpy())

@@ -123,4 +123,3 @@ def face_box(image_rgb: np.ndarray, margin: float, source_name: str) -> tuple[in
     side = max(1, int(round(max(w, h) * (1.0 + 2.0 * margin))))
     center_x, center_y = x + w / 2.0, y + h / 2.0
     return int(round(center_x - side / 2.0)), int(round(center_y - side / 2.0)), side
-
