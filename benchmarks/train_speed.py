@@ -104,17 +104,34 @@ def measure_one(
     batch = random_batch(run_config)
     gflop = step_gflop(model, batch)
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
-    model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)
-    rates, cpu_times, faults = [], [], []
-    with OtherProcessesCpu() as load:
-        for _ in range(blocks):
-            faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            started, cpu_started = time.perf_counter(), time.process_time()
-            model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-            rates.append(steps / (time.perf_counter() - started))
-            cpu_times.append((time.process_time() - cpu_started) / steps)
+
+    # Every timed block is one epoch of ONE fit call: with steps_per_epoch set, fit keeps one
+    # data iterator across epochs. A fit call per block would build and destroy an iterator each
+    # time, and destroying one waits for tf.data's background threads to wake (seen as the whole
+    # process asleep for ~4-5 s inside TFE_DeleteTensorHandle -> ~IteratorResource -> the
+    # UnboundedThreadPool's ~LogicalThreadWrapper): that stall, landing in some blocks and not
+    # others, was the "two speeds" of this benchmark (0.25 or 0.51 s per step at 64 on a Zen 3).
+    class BlockTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.rates, self.cpu_times, self.faults = [], [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            self.started, self.cpu_started = time.perf_counter(), time.process_time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:  # warm-up: tracing, first allocations
+                return
+            self.rates.append(steps / (time.perf_counter() - self.started))
+            self.cpu_times.append((time.process_time() - self.cpu_started) / steps)
             faults_after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            faults.append((faults_after - faults_before) / steps)
+            self.faults.append((faults_after - self.faults_before) / steps)
+
+    timer = BlockTimer()
+    with OtherProcessesCpu() as load:
+        model.fit(dataset, steps_per_epoch=steps, epochs=1 + blocks, verbose=0, callbacks=[timer])
+    rates, cpu_times, faults = timer.rates, timer.cpu_times, timer.faults
     rate = statistics.median(rates)
     figures = {
         "benchmark": "train_speed",
