@@ -92,6 +92,7 @@ def _inspect_and_fit(tmp_path: Path, per_kind: int, good_clips: int) -> tuple[di
     return report, expected, run
 
 
+@pytest.mark.slow  # every command in its own process: ~35 s
 def test_hostile_folder_through_every_command(tmp_path):
     report, expected, run = _inspect_and_fit(tmp_path, per_kind=1, good_clips=2)
 

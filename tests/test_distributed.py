@@ -80,6 +80,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # traces the step twice, once under MirroredStrategy: ~45 s
 def test_mirrored_step_equals_single_device_step():
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600

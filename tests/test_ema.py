@@ -90,6 +90,7 @@ def test_without_an_average_nothing_is_built_and_the_weights_train_as_with_one()
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # three short fits: ~25 s
 def test_checkpoints_keep_the_average_and_old_ones_start_it_at_the_generator(tmp_path):
     model = compiled_model()
     train(model, 2)
@@ -118,6 +119,7 @@ def write_run(run_dir, model, ema_decay):
     (run_dir / CONFIG_FILE).write_text(config.to_json())
 
 
+@pytest.mark.slow  # a fit and a load: ~25 s
 def test_load_model_generates_with_the_average(tmp_path):
     model = compiled_model()
     train(model, 2)

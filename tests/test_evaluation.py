@@ -74,6 +74,7 @@ def report(trained_run, toy_data, tmp_path_factory):
     return evaluate_model(trained_run, toy_data, out_dir)
 
 
+@pytest.mark.slow  # uses the session's trained run and report: ~95 s in all
 def test_evaluate_reports_every_row_and_writes_the_report_folder(report, toy_data):
     out_dir = Path(report["report_dir"])
     assert sorted(p.name for p in out_dir.iterdir()) == [
@@ -108,6 +109,7 @@ def test_evaluate_reports_every_row_and_writes_the_report_folder(report, toy_dat
     assert len(list((out_dir / "gifs").glob("*.gif"))) == 5  # 4 videos and the overview
 
 
+@pytest.mark.slow  # uses the session's trained run and report: ~95 s in all
 def test_reference_rows_follow_from_their_definitions(report):
     rows = report["rows"]
     # The real videos against themselves: ACD-G is 0 by definition.
@@ -120,6 +122,7 @@ def test_reference_rows_follow_from_their_definitions(report):
     assert 0.1 < rows["real"]["acd_identity"] < 0.6
 
 
+@pytest.mark.slow  # uses the session's trained run and report: ~95 s in all
 def test_real_row_matches_embeddings_computed_here(report, toy_data):
     from affinegan_tf.data.video import read_frames
     from affinegan_tf.evaluation.embeddings import embed_faces
@@ -133,6 +136,7 @@ def test_real_row_matches_embeddings_computed_here(report, toy_data):
     assert video["real"]["acd_consistency"] == pytest.approx(metrics.acd_consistency(vectors).value)
 
 
+@pytest.mark.slow  # uses the session's trained run and report: ~95 s in all
 def test_intensities_match_the_model_and_the_truth_file(
     report, trained_run, loaded_model, toy_data
 ):
@@ -159,6 +163,7 @@ def test_intensities_match_the_model_and_the_truth_file(
     )
 
 
+@pytest.mark.slow  # uses the session's trained run and report: ~95 s in all
 def test_intensity_curve_relative_to_the_first_frame_or_a_given_neutral(
     trained_run, loaded_model, toy_data, tmp_path
 ):
@@ -209,6 +214,7 @@ def test_non_square_video_frames_are_centre_cropped_like_the_data_pipeline(
     assert np.abs(frames.astype(int) - original.astype(int)).mean() < 2  # JPEG vs PNG only
 
 
+@pytest.mark.slow  # uses the session's trained run and report: ~95 s in all
 def test_frames_without_a_face_are_counted_in_the_report(trained_run, toy_data, tmp_path):
     """A plain folder holding one video with a blank frame, through the CLI in a subprocess."""
     videos = tmp_path / "videos"
@@ -235,6 +241,7 @@ def test_frames_without_a_face_are_counted_in_the_report(trained_run, toy_data, 
     assert "frames without a face" in (out_dir / "summary.md").read_text()
 
 
+@pytest.mark.slow  # uses the session's trained run and report: ~95 s in all
 def test_intensity_cli_prints_json(trained_run, toy_data, tmp_path):
     result = run_cli(
         *("intensity", "--model", str(trained_run)),

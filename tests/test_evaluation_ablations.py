@@ -77,6 +77,7 @@ def sample_batch(small_toy, model):
     return next(iter(dataset))
 
 
+@pytest.mark.slow  # shares a fixture that trains four variants: ~60 s
 def test_every_variant_trains_with_its_switches_in_the_saved_config(trained):
     for name, (run_dir, result, model, prefixes) in trained.items():
         assert result.step == STEPS and len(prefixes) == STEPS
@@ -86,6 +87,7 @@ def test_every_variant_trains_with_its_switches_in_the_saved_config(trained):
             assert config.intensity_discriminator == VARIANTS[name]["intensity_discriminator"]
 
 
+@pytest.mark.slow  # shares a fixture that trains four variants: ~60 s
 def test_affine_uses_the_projection_and_trains_the_intensity_discriminator(trained, small_toy):
     from affinegan_tf.intensity import infer_intensity
 
@@ -104,6 +106,7 @@ def test_affine_uses_the_projection_and_trains_the_intensity_discriminator(train
     np.testing.assert_allclose(forward.intensities[0], expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # shares a fixture that trains four variants: ~60 s
 def test_mlp_regresses_intensity_with_a_network_whose_weights_train(trained, small_toy):
     from affinegan_tf.evaluation.curves import infer_frame_intensities
     from affinegan_tf.intensity import infer_intensity
@@ -132,6 +135,7 @@ def test_mlp_regresses_intensity_with_a_network_whose_weights_train(trained, sma
     assert inferred.shape == (count,) and np.isfinite(inferred).all()
 
 
+@pytest.mark.slow  # shares a fixture that trains four variants: ~60 s
 def test_temporal_uses_frame_positions_and_has_no_intensity_estimator(trained, small_toy):
     from affinegan_tf.evaluation.curves import infer_frame_intensities
     from affinegan_tf.evaluation.scoring import evaluate_video
@@ -151,6 +155,7 @@ def test_temporal_uses_frame_positions_and_has_no_intensity_estimator(trained, s
     assert result.intensities == pytest.approx([0, 1 / 3, 2 / 3, 1])
 
 
+@pytest.mark.slow  # shares a fixture that trains four variants: ~60 s
 def test_no_intensity_discriminator_leaves_no_d_a_variables(trained):
     run_dir, result, model, prefixes = trained["affine_no_da"]
     assert model.intensity_discriminator is None and model.intensity_regressor is None

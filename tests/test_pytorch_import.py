@@ -272,6 +272,7 @@ def test_fine_tuning_starts_from_the_imported_weights(imported_runs, reference_g
     assert np.abs(ours - theirs).mean() < 20
 
 
+@pytest.mark.slow  # import, then a CLI fit in a subprocess: ~40 s
 def test_cli_import_then_fine_tune(toy_data, tmp_path):
     """The README's commands: import (a `tiny`-shaped generator), then `fit` continues from it."""
     import subprocess

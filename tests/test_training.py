@@ -66,6 +66,23 @@ def test_a_recipe_sets_loss_weights_in_a_train_subtable(tmp_path):
         resolve_config(str(tmp_path), pipeline=str(recipe))
 
 
+def test_a_short_fit_writes_a_complete_run_folder(toy_data, tmp_path):
+    """The run folder's parts after 4 steps (the 300-step version below checks learning too)."""
+    run_dir = tmp_path / "run"
+    result = fit(tiny_config(toy_data, steps=4, checkpoint_every=2), run_dir)
+    assert result.step == 4 and not result.interrupted
+    assert RunConfig.load(run_dir / "config.json").model.local_discriminator == "on"
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.index"))
+    assert checkpoints == ["ckpt-2.index", "ckpt-4.index"]
+    samples = sorted(p.name for p in (run_dir / "samples").glob("*.gif"))
+    assert samples == ["step_0000002.gif", "step_0000004.gif"]
+    assert list((run_dir / "logs").glob("events.out.tfevents.*"))
+    seen = json.loads((run_dir / "intensity_range.json").read_text())
+    assert seen["step"] == 4 and seen["frames"] == 8 * 15
+    assert seen["apex"] == pytest.approx(float(np.median(seen["video_maxima"])))
+
+
+@pytest.mark.slow  # 300 steps with the mouth D: ~2 min on 2 cores
 def test_fit_learns_and_writes_a_complete_run_folder(toy_data, tmp_path):
     import tensorflow as tf
 
@@ -131,6 +148,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(toy_data, tmp_path):
     assert all(np.isfinite(variable.numpy()).all() for variable in kept.generator.weights)
 
 
+@pytest.mark.slow  # two processes that each build and trace the model: ~80 s on 2 cores
 def test_sigterm_saves_and_the_same_command_resumes_bit_for_bit(toy_data, tmp_path):
     run_dir = tmp_path / "run"
     command = [
@@ -189,6 +207,7 @@ def test_sigterm_saves_and_the_same_command_resumes_bit_for_bit(toy_data, tmp_pa
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # trains the same run twice: ~45 s
 def test_groups_of_steps_per_execution_give_the_same_run(toy_data, tmp_path):
     """steps_per_execution only changes how often the host looks in: same weights, same files."""
     one = fit(tiny_config(toy_data, steps=8, checkpoint_every=4, log_every=4), tmp_path / "one")
