@@ -102,8 +102,15 @@ def _conv(
 # 26 -> 9 ms, 2x2 -> 1x1 17 -> 5 ms; at 4x4 and 8x8 the transposed conv, and at 8x8 the conv, are
 # faster as they are). Only training steps take this path: generation and every export keep the
 # standard Conv2D / Conv2DTranspose ops that converters and mobile delegates map natively.
+# Maps of unknown size (never in training, where the image size is fixed) take the conv ops.
 SMALL_MAP_CONV = 4
 SMALL_MAP_CONV_TRANSPOSE = 2
+
+
+def _is_small(values, limit: int) -> bool:
+    """Whether `values`' height and width are known and at most `limit`."""
+    height, width = values.shape[1], values.shape[2]
+    return height is not None and width is not None and max(height, width) <= limit
 
 
 def small_map_conv(inputs, kernel):
@@ -196,7 +203,7 @@ class DownBlock(layers.Layer):
 
     def call(self, inputs, training=False):
         values = ops.leaky_relu(inputs, 0.2) if self.activate else inputs
-        if training and self.conv.built and max(values.shape[1:3]) <= SMALL_MAP_CONV:
+        if training and self.conv.built and _is_small(values, SMALL_MAP_CONV):
             conv = self.conv
             values = small_map_conv(values, ops.cast(conv.kernel, values.dtype))
             if self.norm is None:
@@ -259,7 +266,7 @@ class UpBlock(layers.Layer):
             training
             and self.conv.built
             and not self.outermost
-            and max(values.shape[1:3]) <= SMALL_MAP_CONV_TRANSPOSE
+            and _is_small(values, SMALL_MAP_CONV_TRANSPOSE)
         ):
             # Not outermost, so the conv feeds instance norm and owns no added bias.
             values = small_map_conv_transpose(values, ops.cast(self.conv.kernel, values.dtype))
