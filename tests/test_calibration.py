@@ -111,6 +111,7 @@ def test_generate_from_the_run_folder_uses_its_apex(calibrated_run, keras_model,
     assert np.abs(frames - uncalibrated.astype(int)).max() > 1
 
 
+@pytest.mark.slow  # exports every format: ~17 s
 def test_export_carries_the_apex_in_its_graphs_and_manifest(calibrated_run, keras_model, tmp_path):
     from affinegan_tf.export.backends import load_backend
     from affinegan_tf.export.exporter import export_model

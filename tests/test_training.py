@@ -126,6 +126,7 @@ def test_fit_learns_and_writes_a_complete_run_folder(toy_data, tmp_path):
     assert after < 0.5 * before, (before, after)
 
 
+@pytest.mark.slow  # two fits: ~30 s
 def test_a_run_folder_of_another_config_is_refused_unless_forced(toy_data, tmp_path):
     run_dir = tmp_path / "run"
     fit(tiny_config(toy_data, steps=2), run_dir)
