@@ -66,20 +66,30 @@ def test_a_recipe_sets_loss_weights_in_a_train_subtable(tmp_path):
         resolve_config(str(tmp_path), pipeline=str(recipe))
 
 
+def assert_complete_run_folder(run_dir, steps, checkpoint_every):
+    """The parts of a finished run folder: config, checkpoints, samples, logs, intensity range."""
+    # "auto" resolved against the data: the toy set has mouth masks.
+    assert RunConfig.load(run_dir / "config.json").model.local_discriminator == "on"
+    saves = range(checkpoint_every, steps + 1, checkpoint_every)
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.index"))
+    assert checkpoints == [f"ckpt-{step}.index" for step in saves]
+    samples = sorted(p.name for p in (run_dir / "samples").glob("*.gif"))
+    assert samples == [f"step_{step:07d}.gif" for step in saves]
+    assert list((run_dir / "logs").glob("events.out.tfevents.*"))
+    seen = json.loads((run_dir / "intensity_range.json").read_text())
+    assert seen["step"] == steps and seen["frames"] == 8 * 15  # 8 videos, frames 1..15 each
+    assert seen["min"] <= seen["p05"] <= seen["mean"] <= seen["p95"] <= seen["max"]
+    # The apex (what a = 1 means): the median of the 8 videos' largest intensities.
+    assert len(seen["video_maxima"]) == 8 and max(seen["video_maxima"]) == seen["max"]
+    assert seen["apex"] == pytest.approx(float(np.median(seen["video_maxima"])))
+
+
 def test_a_short_fit_writes_a_complete_run_folder(toy_data, tmp_path):
     """The run folder's parts after 4 steps (the 300-step version below checks learning too)."""
     run_dir = tmp_path / "run"
     result = fit(tiny_config(toy_data, steps=4, checkpoint_every=2), run_dir)
     assert result.step == 4 and not result.interrupted
-    assert RunConfig.load(run_dir / "config.json").model.local_discriminator == "on"
-    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.index"))
-    assert checkpoints == ["ckpt-2.index", "ckpt-4.index"]
-    samples = sorted(p.name for p in (run_dir / "samples").glob("*.gif"))
-    assert samples == ["step_0000002.gif", "step_0000004.gif"]
-    assert list((run_dir / "logs").glob("events.out.tfevents.*"))
-    seen = json.loads((run_dir / "intensity_range.json").read_text())
-    assert seen["step"] == 4 and seen["frames"] == 8 * 15
-    assert seen["apex"] == pytest.approx(float(np.median(seen["video_maxima"])))
+    assert_complete_run_folder(run_dir, steps=4, checkpoint_every=2)
 
 
 @pytest.mark.slow  # 300 steps with the mouth D: ~2 min on 2 cores
@@ -94,21 +104,8 @@ def test_fit_learns_and_writes_a_complete_run_folder(toy_data, tmp_path):
     result = fit(config, run_dir)
     assert result.step == 300 and not result.interrupted
 
+    assert_complete_run_folder(run_dir, steps=300, checkpoint_every=150)
     saved = RunConfig.load(run_dir / "config.json")
-    assert saved.model.local_discriminator == "on"  # "auto" resolved: the toy set has masks
-    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.index"))
-    assert checkpoints == ["ckpt-150.index", "ckpt-300.index"]
-    assert sorted(p.name for p in (run_dir / "samples").glob("*.gif")) == [
-        "step_0000150.gif",
-        "step_0000300.gif",
-    ]
-    assert list((run_dir / "logs").glob("events.out.tfevents.*"))
-    seen = json.loads((run_dir / "intensity_range.json").read_text())
-    assert seen["step"] == 300 and seen["frames"] == 8 * 15  # 8 videos, frames 1..15 each
-    assert seen["min"] <= seen["p05"] <= seen["mean"] <= seen["p95"] <= seen["max"]
-    # The apex (what a = 1 means): the median of the 8 videos' largest intensities.
-    assert len(seen["video_maxima"]) == 8 and max(seen["video_maxima"]) == seen["max"]
-    assert seen["apex"] == pytest.approx(float(np.median(seen["video_maxima"])))
 
     # The L1 reconstruction of the targets on fixed samples clearly drops.
     training_set = load_training_set(saved.data, saved.model.load_size)
