@@ -100,6 +100,7 @@ def _prepare_pairs(args: argparse.Namespace) -> int:
         "expression": args.expression_name,
         "licence": args.licence,
         "attribution": args.attribution,
+        "blend_face": args.blend_face,
     }
     options.update({key: value for key, value in given.items() if value is not None})
     with warnings.catch_warnings(record=True) as caught:
@@ -323,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pairs.add_argument("--licence", help="licence of the photos (recorded for exports)")
     pairs.add_argument("--attribution", help="attribution the licence requires")
+    pairs.add_argument(
+        "--blend-face",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep only the expression photo's face, the rest of the frame from the neutral "
+        "photo (hair and shoulders that moved between shots are not learnt; default: the "
+        "recipe's, else off)",
+    )
     pairs.set_defaults(handler=_prepare_pairs, tensorflow=False)
 
     fit = commands.add_parser("fit", help="train AffineGAN on a folder of face videos")

@@ -17,6 +17,11 @@ neutral photo, `0001.png` the expression photo; held-out people go to `<out>/tes
   listing each. `<out>/pairs.json` (the data card) records the crop, every pair's transform, what
   was skipped, and the licence and attribution of the photos; `export` copies the crop and the
   attribution into the model's manifest.
+- With `blend_face` the expression frame keeps only the expression photo's face: a feathered
+  ellipse over the neutral photo's face box is taken from the registered expression photo and
+  the rest (hair, ears, shoulders, background) from the neutral photo. Eye registration aligns
+  the faces, not the hair or the shoulders, which move between shots; left in, those moves are
+  a change the generator cannot predict from the neutral photo, and it learns to smear them.
 """
 
 from __future__ import annotations
@@ -53,6 +58,14 @@ _SECOND_FACE_FRACTION = 0.5
 _MAX_SCALE_CHANGE = 1.25
 _MAX_ROTATION_DEGREES = 20.0
 _MIN_EYE_DISTANCE_FRACTION = 0.15  # of the face box side
+# blend_face's ellipse, in units of the Haar face box's side (the box runs from the brows to
+# about the chin): centre a little below the box centre (a smile moves the mouth, cheeks and
+# chin, not the forehead), half-axes wide enough for the cheeks and down to below the chin, and
+# a Gaussian feather so that no seam shows where the two photos meet.
+_BLEND_CENTRE_DROP = 0.08
+_BLEND_HALF_WIDTH = 0.52
+_BLEND_HALF_HEIGHT = 0.62
+_BLEND_FEATHER = 0.06
 
 
 @dataclass(frozen=True)
@@ -239,9 +252,45 @@ def _one_face(image: np.ndarray, path: Path) -> tuple[int, int, int, int]:
     return faces[0]
 
 
-def register_pair(pair: PhotoPair, size: int, margin: float) -> tuple[np.ndarray, np.ndarray, dict]:
+def face_blend_weights(
+    size: int, face: tuple[int, int, int, int], box: tuple[int, int, int]
+) -> np.ndarray:
+    """The weight of the expression photo in `blend_face`'s frame: a feathered ellipse.
+
+    Args:
+        size: Side of the crop.
+        face: The (x, y, w, h) face box in the photo's pixel coordinates.
+        box: The (x, y, side) square the crop was cut from, in the same coordinates.
+
+    Returns:
+        float32 [size, size, 1] in [0, 1]: 1 on the face, 0 outside it.
+    """
+    scale = size / box[2]
+    x, y, w, h = (
+        (face[0] - box[0]) * scale,
+        (face[1] - box[1]) * scale,
+        face[2] * scale,
+        face[3] * scale,
+    )
+    side = max(w, h)
+    centre_x, centre_y = x + w / 2.0, y + h / 2.0 + _BLEND_CENTRE_DROP * side
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    radius = np.sqrt(
+        ((cols - centre_x) / (_BLEND_HALF_WIDTH * side)) ** 2
+        + ((rows - centre_y) / (_BLEND_HALF_HEIGHT * side)) ** 2
+    )
+    weights = (radius <= 1.0).astype(np.float32)
+    sigma = max(_BLEND_FEATHER * side, 0.5)
+    weights = cv2.GaussianBlur(weights, (0, 0), sigmaX=sigma, sigmaY=sigma)
+    return weights[:, :, None]
+
+
+def register_pair(
+    pair: PhotoPair, size: int, margin: float, blend_face: bool = False
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Both photos of a pair as [size, size, 3] crops: the neutral one exactly as `generate`
-    crops it, the expression one registered onto it on the eyes and cut from the same box.
+    crops it, the expression one registered onto it on the eyes and cut from the same box
+    (with `blend_face`, only its face, blended into the neutral crop: see the module notes).
 
     Returns:
         (neutral crop, expression crop, facts for the data card).
@@ -282,11 +331,16 @@ def register_pair(pair: PhotoPair, size: int, margin: float) -> tuple[np.ndarray
         borderMode=cv2.BORDER_REPLICATE,
     )
     expression_crop = square_resize(registered, size, box)
+    if blend_face:
+        weights = face_blend_weights(size, neutral_face, box)
+        blended = weights * expression_crop + (1.0 - weights) * neutral_crop
+        expression_crop = np.clip(np.round(blended), 0, 255).astype(np.uint8)
     facts.update(
         {
             "neutral": pair.neutral.name,
             "expression": pair.expression.name,
-            "face_box": [int(value) for value in box],
+            "face_box": [int(value) for value in box],  # the crop square (x, y, side)
+            "neutral_face": [int(value) for value in neutral_face],  # the detection (x, y, w, h)
             "eye_distance_pixels": round(eye_distance, 2),
         }
     )
@@ -335,6 +389,7 @@ def prepare_pairs(
     expression: str | None = None,
     licence: str | None = None,
     attribution: str | None = None,
+    blend_face: bool = False,
 ) -> dict:
     """Writes the pairs of two photo folders as a two-frame-video data set; returns the card.
 
@@ -348,6 +403,8 @@ def prepare_pairs(
         expression: What the expression is called (default: the expression folder's name).
         licence: Licence of the photos, recorded in the card and in exported manifests.
         attribution: Attribution the licence requires, recorded likewise.
+        blend_face: Keep only the expression photo's face in the expression frame, the rest
+            from the neutral photo (see the module notes).
 
     Raises:
         UserError: Missing folders, no matching names, held-out names that are not photos,
@@ -375,7 +432,7 @@ def prepare_pairs(
     try:
         for pair in pairs:
             try:
-                neutral, smile, facts = register_pair(pair, size, margin)
+                neutral, smile, facts = register_pair(pair, size, margin, blend_face)
             except _Skip as reason:
                 skipped.append((str(pair.neutral), str(reason)))
                 continue
@@ -399,7 +456,14 @@ def prepare_pairs(
             "crop": crop_spec(margin),
             "registration": "expression photo mapped onto the neutral one by a similarity "
             "transform from the two eye centres (dlib 5-point landmarks), then cut from the "
-            "neutral photo's face box",
+            "neutral photo's face box"
+            + (
+                "; only its face kept (a feathered ellipse over the neutral face box), the "
+                "rest of the frame from the neutral photo"
+                if blend_face
+                else ""
+            ),
+            "blend_face": blend_face,
             "sources": {
                 "neutral": str(Path(neutral_dir).resolve()),
                 "expression": str(Path(expression_dir).resolve()),
@@ -440,7 +504,7 @@ def recipe_pair_options(pipeline: str | Path) -> dict:
     """The `[pairs]` table of a recipe as `prepare_pairs` keyword arguments."""
 
     table = load_pipeline(pipeline).get("pairs", {})
-    known = {"size", "margin", "hold_out", "expression", "licence", "attribution"}
+    known = {"size", "margin", "hold_out", "expression", "licence", "attribution", "blend_face"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise UserError(

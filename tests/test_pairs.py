@@ -17,6 +17,7 @@ from affinegan_tf.errors import UserError
 from affinegan_tf.pairs import (
     DATA_CARD_FILE,
     describe_transform,
+    face_blend_weights,
     match_pairs,
     prepare_pairs,
     recipe_pair_options,
@@ -64,6 +65,20 @@ def test_similarity_from_eyes_maps_the_eyes_onto_the_reference():
     facts = describe_transform(matrix, source)
     assert facts["scale"] == pytest.approx(np.hypot(80, 2) / np.hypot(80, -10), abs=1e-4)
     np.testing.assert_allclose(facts["eye_shift_pixels"], [20.0, -14.0], atol=0.01)
+
+
+def test_face_blend_weights_cover_the_face_box_and_fade_out_around_it():
+    # A 100 px face at (150, 150) in a 340 px crop square at (30, 30), written at 170 px: the
+    # face is the 50 px box at (60, 60) of the crop.
+    weights = face_blend_weights(170, (150, 150, 100, 100), (30, 30, 340))
+    assert weights.shape == (170, 170, 1) and weights.dtype == np.float32
+    assert weights.min() >= 0.0 and weights.max() <= 1.0
+    assert weights[85, 85, 0] > 0.99  # the face centre
+    assert weights[100, 85, 0] > 0.99  # mouth and chin, below the centre
+    for row, col in ((5, 5), (5, 85), (165, 165), (85, 5), (85, 165)):  # corners, hair, sides
+        assert weights[row, col, 0] < 0.01, (row, col)
+    # Feathered: no step between neighbouring pixels on the way out.
+    assert np.abs(np.diff(weights[85, :, 0])).max() < 0.2
 
 
 def test_recipe_holds_out_12_fixed_people_and_trains_on_70(shared_data):
@@ -142,6 +157,37 @@ def test_pairs_are_cropped_like_generate_and_registered_on_the_eyes(shared_data,
     unregistered = square_resize(read_image(smiling / "001.jpg"), 128, tuple(box))
     raw_error = np.abs(eyes[0] - find_eyes(unregistered, detect_face(unregistered))).max()
     assert registered_error < 1.5 < raw_error, (registered_error, raw_error)
+    assert card["blend_face"] is False
+
+
+@needs_dlib
+def test_blend_face_keeps_the_smile_on_the_face_and_the_rest_from_the_neutral(
+    shared_data, tmp_path
+):
+    from affinegan_tf.data.images import read_image
+
+    neutral, smiling = _frl_subset(shared_data, tmp_path, ["001"])
+    plain = prepare_pairs(neutral, smiling, tmp_path / "plain", size=128)
+    blended = prepare_pairs(neutral, smiling, tmp_path / "blended", size=128, blend_face=True)
+    assert blended["blend_face"] is True and "only its face kept" in blended["registration"]
+    frames = {
+        name: [
+            read_image(tmp_path / name / "train" / "img" / "001" / f"{i:04d}.png") for i in (0, 1)
+        ]
+        for name in ("plain", "blended")
+    }
+    np.testing.assert_array_equal(frames["plain"][0], frames["blended"][0])  # neutral unchanged
+    neutral_frame, smile, blend = frames["plain"][0], frames["plain"][1], frames["blended"][1]
+    box = plain["train"][0]["face_box"]
+    weights = face_blend_weights(128, blended["train"][0]["neutral_face"], tuple(box))[:, :, 0]
+    face, outside = weights > 0.999, weights < 0.001
+    assert face.sum() > 0.15 * 128 * 128 and outside.sum() > 0.3 * 128 * 128
+    # The face is the registered smile (up to rounding), the rest the neutral photo.
+    assert np.abs(blend[face].astype(int) - smile[face]).max() <= 1
+    assert np.abs(blend[outside].astype(int) - neutral_frame[outside]).max() <= 1
+    # And the smile did change the face while hair and shoulders moved outside it.
+    assert np.abs(smile[face].astype(int) - neutral_frame[face]).mean() > 3
+    assert np.abs(smile[outside].astype(int) - neutral_frame[outside]).mean() > 1
 
 
 @needs_dlib
@@ -175,9 +221,11 @@ def test_cli_prepare_pairs(shared_data, tmp_path):
         "010",
         "--expression-name",
         "smile",
+        "--blend-face",
         cwd=tmp_path,
     )
     assert "Wrote 1 training and 1 held-out smile pairs (64x64" in result.stdout
     card = json.loads((tmp_path / "data" / DATA_CARD_FILE).read_text())
     assert card["expression"] == "smile" and card["held_out"] == ["010"]
+    assert card["blend_face"] is True
     assert (tmp_path / "data" / "test" / "img" / "010" / "0001.png").is_file()
