@@ -122,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     card = read_data_card(args.data)
+    if card.get("blend_face"):
+        parser.error(
+            f"{args.data} was prepared with --blend-face: its smiles are not the real photos. "
+            "Prepare a copy with --no-blend-face for the figures."
+        )
     backend = load_backend(resolve_model(args.model))
     size = backend.image_size
     _, margin = expected_crop(backend.manifest, None)

@@ -1,4 +1,4 @@
-"""The model committed in exported/smile-frl-64/: what its manifest promises (crop, attribution,
+"""The model committed in exported/smile-frl-128/: what its manifest promises (crop, attribution,
 sizes within the issue's limits) and that `generate` by its name makes a smile from a held-out
 person's photo (a = 0 gives the face back, a = 1 changes the mouth more than the rest)."""
 
@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-NAME = "smile-frl-64"
+NAME = "smile-frl-128"
+SIZE = 128
+RECIPE = "smile_frl"
 FOLDER = REPO_ROOT / "exported" / NAME
 
 pytestmark = pytest.mark.skipif(not FOLDER.is_dir(), reason=f"{FOLDER} is not in this checkout")
@@ -24,7 +26,7 @@ def _manifest() -> dict:
 def test_manifest_carries_crop_attribution_and_hold_out():
     manifest = _manifest()
     assert manifest["name"] == NAME and manifest["expression"] == "smile"
-    assert manifest["image_size"] == 64
+    assert manifest["image_size"] == SIZE
     assert manifest["input_crop"]["kind"] == "face" and manifest["input_crop"]["margin"] == 0.35
     data = manifest["training_data"]
     assert data["licence"] == "CC BY 4.0"
@@ -53,7 +55,7 @@ def test_models_lists_it():
     from affinegan_tf.models import list_models, resolve_model
 
     (model,) = [m for m in list_models() if m.name == NAME]
-    assert (model.expression, model.image_size, model.licence) == ("smile", 64, "CC BY 4.0")
+    assert (model.expression, model.image_size, model.licence) == ("smile", SIZE, "CC BY 4.0")
     assert resolve_model(NAME) == FOLDER.resolve()
 
 
@@ -76,12 +78,13 @@ def test_generate_by_name_smiles_held_out_people(shared_data, tmp_path):
         neutral, smile = (
             read_image(path).astype(np.float32) for path in sorted(folder.glob("*.png"))
         )
-        face = prepare_photo(photo, 64, face_crop=True, face_margin=0.35).astype(np.float32)
-        # a = 0 is the input face (a reconstruction at 64 px: close, not equal).
+        face = prepare_photo(photo, SIZE, face_crop=True, face_margin=0.35).astype(np.float32)
+        # a = 0 is the input face (a reconstruction: close, not equal).
         assert np.abs(neutral - face).mean() < 8.0
         change = np.abs(smile - neutral).mean(axis=-1)
-        mouth.append(change[38:52, 20:44].mean())  # lower middle of the face crop
-        upper.append(change[4:30, :].mean())  # forehead and eyes
+        k = SIZE // 64  # the regions below are in 64 px units
+        mouth.append(change[38 * k : 52 * k, 20 * k : 44 * k].mean())  # lower middle of the crop
+        upper.append(change[4 * k : 30 * k, :].mean())  # forehead and eyes
     # a = 1 changes the mouth more than the upper face (which changes a little everywhere).
     assert np.mean(mouth) > 1.3 * np.mean(upper), (mouth, upper)
 
@@ -90,9 +93,15 @@ def test_recipe_rebuilds_the_shipped_model_from_the_same_pairs(tmp_path):
     from affinegan_tf.pairs import recipe_pair_options
     from affinegan_tf.recipes import resolve_config
 
-    # Same [pairs] section as smile_frl: prepare-pairs writes the same data for both recipes.
-    assert recipe_pair_options("smile_frl_64") == recipe_pair_options("smile_frl")
-    config = resolve_config(str(tmp_path), pipeline=str(REPO_ROOT / "pipelines/smile_frl_64.toml"))
-    shipped = _manifest()["model_config"]
+    manifest = _manifest()
+    # The recipe's [pairs] table made the data the model was trained on (export copies the data
+    # card's crop and blending into the manifest).
+    options = recipe_pair_options(RECIPE)
+    assert options["blend_face"] is manifest["training_data"]["blend_face"] is True
+    assert options["margin"] == manifest["input_crop"]["margin"]
+    assert sorted(options["hold_out"]) == sorted(manifest["training_data"]["held_out"])
+    config = resolve_config(str(tmp_path), pipeline=str(REPO_ROOT / "pipelines" / f"{RECIPE}.toml"))
+    shipped = manifest["model_config"]
     assert {key: getattr(config.model, key) for key in shipped} == shipped
-    assert (config.train.steps, config.train.learning_rate) == (6000, 1e-3)
+    assert config.train.loss_weights.attention_mask == 1.0
+    assert (config.train.steps, config.train.learning_rate) == (8000, 1e-3)

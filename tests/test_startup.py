@@ -119,7 +119,7 @@ def test_generate_prints_only_its_output_path(shared_data, tmp_path):
         [
             "generate",
             "--model",
-            str(REPO_ROOT / "exported" / "smile-frl-64"),
+            str(REPO_ROOT / "exported" / "smile-frl-128"),
             "--image",
             str(shared_data / "lisa4.jpg"),
             "--out",

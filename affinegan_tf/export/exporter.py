@@ -408,6 +408,9 @@ def model_card(config, name: str) -> dict:
         "kind": data_card.get("kind"),
         "pairs": len(data_card.get("train", [])),
         "held_out": data_card.get("held_out", []),
+        # Whether the expression frames kept only the expression photo's face (prepare-pairs
+        # --blend-face); cards written before the option have no entry: they did not.
+        "blend_face": bool(data_card.get("blend_face", False)),
     }
     return card
 
