@@ -88,8 +88,6 @@ def _inspect_data(args: argparse.Namespace) -> int:
 
 
 def _prepare_pairs(args: argparse.Namespace) -> int:
-    import warnings
-
     from affinegan_tf.pairs import format_summary, prepare_pairs, recipe_pair_options
 
     options = recipe_pair_options(args.pipeline) if args.pipeline else {}
@@ -103,19 +101,14 @@ def _prepare_pairs(args: argparse.Namespace) -> int:
         "blend_face": args.blend_face,
     }
     options.update({key: value for key, value in given.items() if value is not None})
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        card = prepare_pairs(args.neutral, args.expression, args.out, **options)
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+    # The skipped pairs' DataWarning goes to stderr through `_show_warning`.
+    card = prepare_pairs(args.neutral, args.expression, args.out, **options)
     print(format_summary(card, args.out))
     return 0
 
 
 def _names(text: str) -> list[str]:
     """--hold-out: comma-separated pair names, or @FILE with one name per line."""
-    from pathlib import Path
-
     if text.startswith("@"):
         path = Path(text[1:])
         try:
@@ -328,9 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--blend-face",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="keep only the expression photo's face, the rest of the frame from the neutral "
-        "photo (hair and shoulders that moved between shots are not learnt; default: the "
-        "recipe's, else off)",
+        help="frame 0001 keeps only the expression photo's face (default: the recipe's, or off)",
     )
     pairs.set_defaults(handler=_prepare_pairs, tensorflow=False)
 

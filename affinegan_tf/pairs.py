@@ -39,7 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from affinegan_tf.data.faces import detect_faces
+from affinegan_tf.data.faces import detect_faces, face_blend_weights
 from affinegan_tf.data.images import read_image
 from affinegan_tf.data.media_files import is_hidden, is_image_file, natural_sort_key
 from affinegan_tf.data.square import crop_to_face, square_resize
@@ -58,14 +58,6 @@ _SECOND_FACE_FRACTION = 0.5
 _MAX_SCALE_CHANGE = 1.25
 _MAX_ROTATION_DEGREES = 20.0
 _MIN_EYE_DISTANCE_FRACTION = 0.15  # of the face box side
-# blend_face's ellipse, in units of the Haar face box's side (the box runs from the brows to
-# about the chin): centre a little below the box centre (a smile moves the mouth, cheeks and
-# chin, not the forehead), half-axes wide enough for the cheeks and down to below the chin, and
-# a Gaussian feather so that no seam shows where the two photos meet.
-_BLEND_CENTRE_DROP = 0.08
-_BLEND_HALF_WIDTH = 0.52
-_BLEND_HALF_HEIGHT = 0.62
-_BLEND_FEATHER = 0.06
 
 
 @dataclass(frozen=True)
@@ -250,39 +242,6 @@ def _one_face(image: np.ndarray, path: Path) -> tuple[int, int, int, int]:
     if others:
         raise _Skip(f"{1 + len(others)} faces in {path.name}")
     return faces[0]
-
-
-def face_blend_weights(
-    size: int, face: tuple[int, int, int, int], box: tuple[int, int, int]
-) -> np.ndarray:
-    """The weight of the expression photo in `blend_face`'s frame: a feathered ellipse.
-
-    Args:
-        size: Side of the crop.
-        face: The (x, y, w, h) face box in the photo's pixel coordinates.
-        box: The (x, y, side) square the crop was cut from, in the same coordinates.
-
-    Returns:
-        float32 [size, size, 1] in [0, 1]: 1 on the face, 0 outside it.
-    """
-    scale = size / box[2]
-    x, y, w, h = (
-        (face[0] - box[0]) * scale,
-        (face[1] - box[1]) * scale,
-        face[2] * scale,
-        face[3] * scale,
-    )
-    side = max(w, h)
-    centre_x, centre_y = x + w / 2.0, y + h / 2.0 + _BLEND_CENTRE_DROP * side
-    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    radius = np.sqrt(
-        ((cols - centre_x) / (_BLEND_HALF_WIDTH * side)) ** 2
-        + ((rows - centre_y) / (_BLEND_HALF_HEIGHT * side)) ** 2
-    )
-    weights = (radius <= 1.0).astype(np.float32)
-    sigma = max(_BLEND_FEATHER * side, 0.5)
-    weights = cv2.GaussianBlur(weights, (0, 0), sigmaX=sigma, sigmaY=sigma)
-    return weights[:, :, None]
 
 
 def register_pair(
