@@ -88,18 +88,12 @@ def _inspect_data(args: argparse.Namespace) -> int:
 
 
 def _prepare_pairs(args: argparse.Namespace) -> int:
-    from affinegan_tf.pairs import format_summary, prepare_pairs, recipe_pair_options
+    from affinegan_tf.pairs import PAIR_OPTIONS, format_summary, prepare_pairs, recipe_pair_options
 
     options = recipe_pair_options(args.pipeline) if args.pipeline else {}
-    given = {
-        "size": args.size,
-        "margin": args.margin,
-        "hold_out": args.hold_out,
-        "expression": args.expression_name,
-        "licence": args.licence,
-        "attribution": args.attribution,
-        "blend_face": args.blend_face,
-    }
+    # Flags named like the options (--expression is the folder: --expression-name names it).
+    given = {key: getattr(args, key, None) for key in PAIR_OPTIONS}
+    given["expression"] = args.expression_name
     options.update({key: value for key, value in given.items() if value is not None})
     # The skipped pairs' DataWarning goes to stderr through `_show_warning`.
     card = prepare_pairs(args.neutral, args.expression, args.out, **options)
@@ -322,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="frame 0001 keeps only the expression photo's face (default: the recipe's, or off)",
+    )
+    pairs.add_argument(
+        "--inbetweens",
+        type=int,
+        help="morphed frames between the photos of each training video (default: recipe's, or 0)",
     )
     pairs.set_defaults(handler=_prepare_pairs, tensorflow=False)
 

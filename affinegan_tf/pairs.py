@@ -22,6 +22,10 @@ neutral photo, `0001.png` the expression photo; held-out people go to `<out>/tes
   the rest (hair, ears, shoulders, background) from the neutral photo. Eye registration aligns
   the faces, not the hair or the shoulders, which move between shots; left in, those moves are
   a change the generator cannot predict from the neutral photo, and it learns to smear them.
+- With `inbetweens` N > 0 each training video gets N frames between the two photos, morphed
+  along the optical flow (`data.morph`), so that `temporal` intensities see faces between
+  a = 0 and a = 1 (trained on the two photos alone, the generator's mid-sweep frames are a
+  blurred cross-fade). Held-out people keep their two real photos only.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import numpy as np
 from affinegan_tf.data.faces import detect_faces, face_blend_weights
 from affinegan_tf.data.images import read_image
 from affinegan_tf.data.media_files import is_hidden, is_image_file, natural_sort_key
+from affinegan_tf.data.morph import inbetween_frames
 from affinegan_tf.data.square import crop_to_face, square_resize
 from affinegan_tf.errors import DataWarning, UserError
 from affinegan_tf.files import replace_folder
@@ -49,6 +54,10 @@ from affinegan_tf.recipes import load_pipeline
 
 DATA_CARD_FILE = "pairs.json"
 DATA_CARD_VERSION = 1
+# The options of `prepare_pairs` a recipe's [pairs] table (and the CLI's flags) may set.
+PAIR_OPTIONS = tuple(
+    "size margin hold_out expression licence attribution blend_face inbetweens".split()
+)
 DEFAULT_SIZE = 256
 DEFAULT_MARGIN = 0.35
 CROP_DETECTOR = "opencv haarcascade_frontalface_alt2"
@@ -349,8 +358,9 @@ def prepare_pairs(
     licence: str | None = None,
     attribution: str | None = None,
     blend_face: bool = False,
+    inbetweens: int = 0,
 ) -> dict:
-    """Writes the pairs of two photo folders as a two-frame-video data set; returns the card.
+    """Writes the pairs of two photo folders as a data set of short videos; returns the card.
 
     Args:
         neutral_dir: Folder of neutral photos.
@@ -364,6 +374,7 @@ def prepare_pairs(
         attribution: Attribution the licence requires, recorded likewise.
         blend_face: Keep only the expression photo's face in the expression frame, the rest
             from the neutral photo (see the module notes).
+        inbetweens: Morphed frames between the two photos of each training video.
 
     Raises:
         UserError: Missing folders, no matching names, held-out names that are not photos,
@@ -375,6 +386,8 @@ def prepare_pairs(
         raise UserError(f"--size must be >= 16, got {size}.")
     if margin < 0:
         raise UserError(f"--margin must be >= 0, got {margin}.")
+    if not 0 <= inbetweens <= 98:
+        raise UserError(f"--inbetweens must be between 0 and 98, got {inbetweens}.")
     pairs, skipped = match_pairs(neutral_dir, expression_dir)
     held = [str(name) for name in hold_out]
     names = {pair.name for pair in pairs}
@@ -398,7 +411,8 @@ def prepare_pairs(
             split = "test" if pair.name in held else "train"
             folder = staging / split / "img" / pair.name
             folder.mkdir(parents=True)
-            for index, frame in enumerate((neutral, smile)):
+            middle = inbetween_frames(neutral, smile, inbetweens) if split == "train" else []
+            for index, frame in enumerate((neutral, *middle, smile)):
                 if not cv2.imwrite(str(folder / f"{index:04d}.png"), frame[:, :, ::-1]):
                     raise UserError(f"Cannot write {folder / f'{index:04d}.png'}.")
             written[split].append({"name": pair.name, **facts})
@@ -409,7 +423,10 @@ def prepare_pairs(
             )
         card = {
             "format_version": DATA_CARD_VERSION,
-            "kind": "photo pairs (two-frame videos: 0000 neutral, 0001 expression)",
+            "kind": "photo pairs (two-frame videos: 0000 neutral, 0001 expression)"
+            if not inbetweens
+            else f"photo pairs (training videos: 0000 neutral, {inbetweens} morphed in-between "
+            f"frames, {inbetweens + 1:04d} expression; held-out: 0000 and 0001 as photographed)",
             "expression": expression or Path(expression_dir).resolve().name,
             "size": size,
             "crop": crop_spec(margin),
@@ -423,6 +440,7 @@ def prepare_pairs(
                 else ""
             ),
             "blend_face": blend_face,
+            "inbetweens": inbetweens,
             "sources": {
                 "neutral": str(Path(neutral_dir).resolve()),
                 "expression": str(Path(expression_dir).resolve()),
@@ -463,7 +481,7 @@ def recipe_pair_options(pipeline: str | Path) -> dict:
     """The `[pairs]` table of a recipe as `prepare_pairs` keyword arguments."""
 
     table = load_pipeline(pipeline).get("pairs", {})
-    known = {"size", "margin", "hold_out", "expression", "licence", "attribution", "blend_face"}
+    known = set(PAIR_OPTIONS)
     unknown = sorted(set(table) - known)
     if unknown:
         raise UserError(

@@ -12,12 +12,18 @@ prepare-pairs wrote), all at the model's size:
   0.5). Frames are enlarged to 256 px for both detectors. There is no permissive mouth-corner
   model at hand (dlib's 5-point model has no mouth; the 68-point one is non-commercial), so this
   box width is a coarse measure: its noise shows in the per-person rows.
+- mid-sweep: the mean absolute difference (grey levels) in the face region between the frame at
+  a = 0, 0.25, 0.5, 0.75, 1 and the person's real pair morphed to the same t (`data.morph`; t = 0
+  the real neutral, t = 1 the real smile), next to the same for copying the photo. A model whose
+  in-between frames blur or cross-fade has a bump in the middle: `midsweep_bump` is the error at
+  a = 0.5 minus the mean of the errors at a = 0 and a = 1 (about 0 or below when the in-between
+  frames are as good as the ends).
 
     python benchmarks/smile_frl_figures.py --model smile-frl-128 --data data/smile-frl \
         --out runs/figures [--photo ../shared/data/lisa4.jpg]
 
 Writes `<out>/figures.json`, the GIFs, and `<out>/sheet.png` (per person: real neutral, real
-smile, a = 0, 0.5, 1).
+smile, a = 0, 0.25, 0.5, 0.75, 1).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 SIDE = 256
+INTENSITIES = [0.0, 0.25, 0.5, 0.75, 1.0]
+A0, A_MID, A1 = 0, 2, 4  # indices of a = 0, 0.5 and 1 in INTENSITIES
 
 
 def _smile_cascade():
@@ -91,12 +99,30 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def face_region(side: int) -> tuple[slice, slice]:
+    """The lower two thirds of the face inside a face crop (rows 30-90 %, columns 25-75 %)."""
+    return slice(int(0.3 * side), int(0.9 * side)), slice(int(0.25 * side), int(0.75 * side))
+
+
+def midsweep_errors(frames: np.ndarray, real_neutral: np.ndarray, real_smile: np.ndarray):
+    """(model, copy): face-region L1 of the frames at INTENSITIES, and of the photo itself, to
+    the real pair morphed to the same t."""
+    from affinegan_tf.data.morph import inbetween_frames
+
+    middle = inbetween_frames(real_neutral, real_smile, len(INTENSITIES) - 2)
+    region = face_region(real_neutral.shape[0])
+    references = [item[region].astype(np.float64) for item in (real_neutral, *middle, real_smile)]
+    model = [float(np.abs(f[region] - r).mean()) for f, r in zip(frames, references, strict=True)]
+    copy = [float(np.abs(references[0] - r).mean()) for r in references]
+    return model, copy
+
+
 def generated_frames(model: str, photo: Path, out: Path, gif: Path) -> np.ndarray:
-    """Frames at a = 0, 0.5, 1 through `generate` by name, plus a 16-frame ping-pong GIF."""
+    """Frames at INTENSITIES through `generate` by name, plus a 16-frame ping-pong GIF."""
     from affinegan_tf.data.images import read_image
     from affinegan_tf.generation import generate_files
 
-    (folder,) = generate_files(model, photo, f"{out}{os.sep}", intensities=[0.0, 0.5, 1.0])
+    (folder,) = generate_files(model, photo, f"{out}{os.sep}", intensities=INTENSITIES)
     generate_files(model, photo, gif, num_frames=16, loop="pingpong")
     return np.stack([read_image(path) for path in sorted(folder.glob("*.png"))])
 
@@ -139,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
         real_smile = square_resize(
             read_image(Path(args.data) / "test/img" / name / "0001.png"), size
         )
+        midsweep, copy = midsweep_errors(frames, real_neutral, real_smile)
         row = {
             "name": name,
-            "drift_generated": _distance(frames[2], frames[0]),
+            "midsweep_l1": midsweep,
+            "copy_l1": copy,
+            "drift_generated": _distance(frames[A1], frames[A0]),
             "drift_real": _distance(real_smile, real_neutral),
-            "mouth_a0": relative_mouth(frames[0]),
-            "mouth_a1": relative_mouth(frames[2]),
+            "mouth_a0": relative_mouth(frames[A0]),
+            "mouth_a1": relative_mouth(frames[A1]),
             "mouth_real_neutral": relative_mouth(real_neutral),
             "mouth_real_smile": relative_mouth(real_smile),
         }
@@ -167,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         "widening_generated_mean": _mean(r["widening_generated"] for r in rows),
         "widening_real_mean": _mean(r["widening_real"] for r in rows),
         "mouth_measured": sum(r["widening_generated"] is not None for r in rows),
+        "intensities": INTENSITIES,
+        "midsweep_l1_mean": np.mean([r["midsweep_l1"] for r in rows], axis=0).round(2).tolist(),
+        "copy_l1_mean": np.mean([r["copy_l1"] for r in rows], axis=0).round(2).tolist(),
     }
+    errors = summary["midsweep_l1_mean"]
+    summary["midsweep_bump"] = round(errors[A_MID] - (errors[A0] + errors[A1]) / 2, 2)
     if summary["drift_real_mean"]:
         summary["drift_ratio"] = summary["drift_generated_mean"] / summary["drift_real_mean"]
     if summary["widening_real_mean"] and summary["widening_generated_mean"] is not None:
@@ -182,11 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         extras.append(
             {
                 "photo": str(photo),
-                "drift_generated": _distance(frames[2], frames[0]),
+                "drift_generated": _distance(frames[A1], frames[A0]),
                 "widening_generated": (
                     None
-                    if relative_mouth(frames[2]) is None or relative_mouth(frames[0]) is None
-                    else relative_mouth(frames[2]) - relative_mouth(frames[0])
+                    if relative_mouth(frames[A1]) is None or relative_mouth(frames[A0]) is None
+                    else relative_mouth(frames[A1]) - relative_mouth(frames[A0])
                 ),
             }
         )

@@ -222,10 +222,17 @@ def test_cli_prepare_pairs(shared_data, tmp_path):
         "--expression-name",
         "smile",
         "--blend-face",
+        "--inbetweens",
+        "2",
         cwd=tmp_path,
     )
     assert "Wrote 1 training and 1 held-out smile pairs (64x64" in result.stdout
     card = json.loads((tmp_path / "data" / DATA_CARD_FILE).read_text())
     assert card["expression"] == "smile" and card["held_out"] == ["010"]
     assert card["blend_face"] is True
-    assert (tmp_path / "data" / "test" / "img" / "010" / "0001.png").is_file()
+    # Training videos: neutral, 2 morphed frames, smile; held-out people: their 2 photos only.
+    assert card["inbetweens"] == 2 and "2 morphed in-between frames" in card["kind"]
+    trained = sorted(p.name for p in (tmp_path / "data" / "train" / "img" / "009").iterdir())
+    held = sorted(p.name for p in (tmp_path / "data" / "test" / "img" / "010").iterdir())
+    assert trained == ["0000.png", "0001.png", "0002.png", "0003.png"]
+    assert held == ["0000.png", "0001.png"]

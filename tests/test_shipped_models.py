@@ -70,7 +70,9 @@ def test_manifest_carries_the_card(shipped):
     assert manifest["training_data"]["licence"] == "CC BY 4.0"
     assert manifest["training_data"]["attribution"] == ATTRIBUTION
     assert manifest["training_data"]["pairs"] == 2
-    assert manifest["training_data"]["blend_face"] is False  # a card from before the option
+    # A card from before --blend-face and --inbetweens: neither was used.
+    assert manifest["training_data"]["blend_face"] is False
+    assert manifest["training_data"]["inbetweens"] == 0
     assert manifest["intensity_calibration"]["apex"] == 0.5
     assert "intensity_scale" not in manifest  # the apex is inside the graphs, not applied twice
 

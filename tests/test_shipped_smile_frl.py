@@ -95,9 +95,10 @@ def test_recipe_rebuilds_the_shipped_model_from_the_same_pairs(tmp_path):
 
     manifest = _manifest()
     # The recipe's [pairs] table made the data the model was trained on (export copies the data
-    # card's crop and blending into the manifest).
+    # card's crop, blending and in-betweens into the manifest).
     options = recipe_pair_options(RECIPE)
     assert options["blend_face"] is manifest["training_data"]["blend_face"] is True
+    assert options.get("inbetweens", 0) == manifest["training_data"].get("inbetweens", 0)
     assert options["margin"] == manifest["input_crop"]["margin"]
     assert sorted(options["hold_out"]) == sorted(manifest["training_data"]["held_out"])
     config = resolve_config(str(tmp_path), pipeline=str(REPO_ROOT / "pipelines" / f"{RECIPE}.toml"))

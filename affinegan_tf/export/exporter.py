@@ -411,6 +411,8 @@ def model_card(config, name: str) -> dict:
         # Whether the expression frames kept only the expression photo's face (prepare-pairs
         # --blend-face); cards written before the option have no entry: they did not.
         "blend_face": bool(data_card.get("blend_face", False)),
+        # Morphed frames between the two photos of each training video (--inbetweens).
+        "inbetweens": int(data_card.get("inbetweens", 0)),
     }
     return card
 
