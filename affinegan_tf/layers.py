@@ -1,8 +1,9 @@
 """Small layers: instance norm from plain 4-D ops, the U-Net down/up blocks, the affine combine.
 
-Everything here is built from ops that TFLite's GPU delegate and ONNX mobile runtimes take as they
-are: 4-D tensors, Conv2D / Conv2DTranspose / nearest resize, mean, power, multiply. No
-tensorflow-addons (end of life, does not import with Keras 3).
+Everything exported is built from ops that TFLite's GPU delegate and ONNX mobile runtimes take as
+they are: 4-D tensors, Conv2D / Conv2DTranspose / nearest resize, mean, power, multiply (faster
+forms of the same convolutions for training and Python generation are switched off by
+`conv_forms.portable_graph()`). No tensorflow-addons (end of life, does not import with Keras 3).
 
 A conv whose output goes straight into instance norm keeps its bias variable (the paper's parameter
 counts and the checkpoint keys need it) but does not add it: the norm's mean subtraction removes
@@ -15,6 +16,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 from keras import layers, ops
+
+from affinegan_tf import conv_forms
+from affinegan_tf.conv_forms import TRANSPOSE_TAPS
 
 
 @keras.saving.register_keras_serializable(package="affinegan_tf")
@@ -100,9 +104,11 @@ def _conv(
 # the kernel taps takes a fraction of the time, forward and backward (a 2-core Zen 3, fwd + bwd,
 # batch 10: the 2x2 -> 4x4 transposed conv 67 -> 15 ms, 1x1 -> 2x2 15 -> 4 ms; the 4x4 -> 2x2 conv
 # 26 -> 9 ms, 2x2 -> 1x1 17 -> 5 ms; at 4x4 and 8x8 the transposed conv, and at 8x8 the conv, are
-# faster as they are). Only training steps take this path: generation and every export keep the
-# standard Conv2D / Conv2DTranspose ops that converters and mobile delegates map natively.
-# Maps of unknown size (never in training, where the image size is fixed) take the conv ops.
+# faster as they are). Training steps take this path for both convs; generation in Python for
+# the decoder's transposed convs, which run once per frame. Exports (SavedModel, TFLite, ONNX)
+# trace under `conv_forms.portable_graph()` and keep the standard Conv2D / Conv2DTranspose ops
+# that converters, servers and mobile delegates map natively. Maps of unknown size take the conv
+# ops. Larger maps may take the sub-pixel forms of `conv_forms`, where this machine gains by them.
 SMALL_MAP_CONV = 4
 SMALL_MAP_CONV_TRANSPOSE = 2
 
@@ -145,11 +151,6 @@ def small_map_conv(inputs, kernel):
     return ops.reshape(product, (-1, height // 2, width // 2, outputs))
 
 
-# Output phase (row or column parity) -> {input offset: kernel tap} of a 4x4 stride-2 "same"
-# transposed convolution: output row 2r + phase takes input rows r + offset through that tap.
-_TRANSPOSE_TAPS = {0: {0: 1, -1: 3}, 1: {0: 2, 1: 0}}
-
-
 def small_map_conv_transpose(inputs, kernel):
     """A 4x4 stride-2 "same" transposed convolution of a map of at most 2x2 pixels, as a product.
 
@@ -176,8 +177,8 @@ def small_map_conv_transpose(inputs, kernel):
     for row_phase in (0, 1):
         for col_phase in (0, 1):
             total = 0
-            for row_offset, row_tap in _TRANSPOSE_TAPS[row_phase].items():
-                for col_offset, col_tap in _TRANSPOSE_TAPS[col_phase].items():
+            for row_offset, row_tap in TRANSPOSE_TAPS[row_phase].items():
+                for col_offset, col_tap in TRANSPOSE_TAPS[col_phase].items():
                     tap = (row_tap * 4 + col_tap) * outputs
                     total = (
                         total
@@ -203,13 +204,20 @@ class DownBlock(layers.Layer):
 
     def call(self, inputs, training=False):
         values = ops.leaky_relu(inputs, 0.2) if self.activate else inputs
-        if training and self.conv.built and _is_small(values, SMALL_MAP_CONV):
-            conv = self.conv
-            values = small_map_conv(values, ops.cast(conv.kernel, values.dtype))
+        conv, computation = self.conv, None
+        if training and conv.built:
+            if _is_small(values, SMALL_MAP_CONV):
+                computation = small_map_conv
+            elif _is_small(values, 2 * conv_forms.SUBPIXEL_CONV_TRANSPOSE) and (
+                conv_forms.use_subpixel_forms()
+            ):
+                computation = conv_forms.fast_strided_conv
+        if computation is None:
+            values = conv(values)
+        else:
+            values = computation(values, ops.cast(conv.kernel, values.dtype))
             if self.norm is None:
                 values = values + ops.cast(conv.bias, values.dtype)
-        else:
-            values = self.conv(values)
         return self.norm(values) if self.norm is not None else values
 
 
@@ -262,22 +270,33 @@ class UpBlock(layers.Layer):
             height, width = values.shape[1], values.shape[2]
             values = ops.image.resize(values, (2 * height, 2 * width), interpolation="nearest")
             values = self.conv(values)
-        elif (
-            training
-            and self.conv.built
-            and not self.outermost
-            and _is_small(values, SMALL_MAP_CONV_TRANSPOSE)
-        ):
-            # Not outermost, so the conv feeds instance norm and owns no added bias.
-            values = small_map_conv_transpose(values, ops.cast(self.conv.kernel, values.dtype))
         else:
-            values = self.conv(values)
+            computation = self._conv_computation(values, training)
+            if computation is None:
+                values = self.conv(values)
+            else:
+                # Not outermost, so the conv feeds instance norm and owns no added bias.
+                values = computation(values, ops.cast(self.conv.kernel, values.dtype))
         if self.outermost:
             return ops.tanh(values)
         values = self.norm(values)
         if self.dropout and training:
             values = keras.random.dropout(values, self.dropout, seed=self.dropout_seed)
         return values
+
+    def _conv_computation(self, values, training):
+        """The transposed conv's faster form for this map, or None for the layer's own op."""
+        if self.outermost or not self.conv.built or conv_forms.is_portable():
+            return None
+        if _is_small(values, SMALL_MAP_CONV_TRANSPOSE):
+            return small_map_conv_transpose
+        if _is_small(values, conv_forms.SUBPIXEL_CONV_TRANSPOSE) and (
+            conv_forms.use_subpixel_forms()
+        ):
+            return (
+                conv_forms.fast_conv_transpose if training else conv_forms.subpixel_conv_transpose
+            )
+        return None
 
 
 def affine_combine(base, delta, intensities):

@@ -119,8 +119,11 @@ def build_runtimes(generator, folder: Path, threads: int) -> dict:
 
 
 def full_generator_per_intensity(generator):
-    """The baseline: the whole generator (both encoders + decoder) once per intensity."""
+    """The baseline: the whole generator (both encoders + decoder) once per intensity, with the
+    standard Conv2D / Conv2DTranspose ops throughout (the authors' path, in TensorFlow)."""
     import tensorflow as tf
+
+    from affinegan_tf.conv_forms import portable_graph
 
     size = generator.config.image_size
 
@@ -132,6 +135,9 @@ def full_generator_per_intensity(generator):
     )
     def one_frame(face, intensity):
         return generator((face, intensity), training=False)
+
+    with portable_graph():  # traced once here, so later calls run this trace
+        one_frame.get_concrete_function()
 
     def run(face, face_unit, intensities):
         model_face = tf.constant(face_unit * 2.0 - 1.0)

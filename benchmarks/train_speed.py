@@ -14,9 +14,10 @@ memory. Beside each figure, in the same JSON line:
   figures from a shared machine can be judged;
 - `cpu_model` (with the bf16 / AMX flags the CPU has), `cpu_seconds_per_step` (this process's
   CPU time: less sensitive to other processes than wall time) beside `cpu_floor_seconds_per_step`
-  (FLOPs / the conv's GFLOP per CPU second) and `cpu_ratio_to_floor`, and
+  (FLOPs / the conv's GFLOP per CPU second) and `cpu_ratio_to_floor`,
   `minor_page_faults_per_step` (fresh pages touched per step: an allocator that returns memory
-  to the system pays them every step).
+  to the system pays them every step), and `conv_forms`: whether this machine's steps take the
+  sub-pixel transposed convs (`affinegan_tf/conv_forms.py`; AFFINEGAN_TF_CONV_FORMS forces one).
 
     python benchmarks/train_speed.py [--sizes 64,128,256] [--local-d off,on] [--steps 20]
         [--mixed-precision bfloat16]
@@ -84,6 +85,7 @@ def measure_one(
     import keras
     import tensorflow as tf
 
+    from affinegan_tf import conv_forms
     from affinegan_tf.compute_settings import apply_compute_settings
     from affinegan_tf.config import RunConfig, TrainConfig, preset, replace
     from affinegan_tf.speed import random_batch
@@ -152,6 +154,7 @@ def measure_one(
         "cpu_model": cpu_model(),
         "threads": len(os.sched_getaffinity(0)),
         "tensorflow": tf.__version__,
+        "conv_forms": "subpixel" if conv_forms.use_subpixel_forms() else "standard",
     }
     if gflop is not None:
         floor = gflop / gflops_conv

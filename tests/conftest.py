@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The same conv forms on every machine (not the per-machine choice), so that figures compared
+# across processes agree to the bit; tests/test_compute_rewrites.py covers both forms.
+os.environ.setdefault("AFFINEGAN_TF_CONV_FORMS", "standard")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

@@ -31,7 +31,17 @@ LAYERS = (
     ("data", ("data", "toy")),
     (
         "model",
-        ("layers", "networks", "intensity", "losses", "nonfinite", "optimizers", "ema", "gan"),
+        (
+            "conv_forms",
+            "layers",
+            "networks",
+            "intensity",
+            "losses",
+            "nonfinite",
+            "optimizers",
+            "ema",
+            "gan",
+        ),
     ),
     ("run", ("calibration", "run_folder", "recipes", "checkpoints", "rendering", "animation")),
     ("training", ("samples", "callbacks", "distributed", "training", "speed")),

@@ -4,7 +4,10 @@ The rewrites (issue 11): convs that feed instance norm skip their bias add (the 
 instance norm multiplies by 1/sqrt(var + eps) computed on the small statistics tensor, and the
 affine combine broadcasts [B, K] intensities against the B neutral encodings instead of repeating
 the features K times; in training steps the innermost levels (maps of at most 4x4 pixels) compute
-their 4x4 stride-2 convs and transposed convs as matrix products over the kernel taps. The
+their 4x4 stride-2 convs and transposed convs as matrix products over the kernel taps; transposed
+convs of maps up to 16x16 (and the input gradients of the strided convs producing them) run as
+four 2x2 convs + depth_to_space, in training and in TensorFlow generation, on machines where that
+is faster (`conv_forms`; forced on here). The
 references below are the old computation: conv + bias, divide by sqrt, `ops.repeat`, the Keras
 conv ops.
 """
@@ -21,9 +24,10 @@ from batches import make_batch
 from keras import layers as keras_layers
 from keras import ops
 
+from affinegan_tf import conv_forms, networks
 from affinegan_tf import layers as affine_layers
-from affinegan_tf import networks
 from affinegan_tf.config import PRESETS, LossWeights
+from affinegan_tf.errors import UserError
 from affinegan_tf.gan import AffineGAN
 from affinegan_tf.layers import NormalisedConv2D, NormalisedConv2DTranspose
 from affinegan_tf.networks import AffineGenerator, PatchDiscriminator
@@ -178,6 +182,88 @@ def test_small_map_conv_transpose_is_the_transposed_conv_forward_and_backward(si
         np.testing.assert_allclose(got_values.numpy(), expected_values.numpy(), atol=ATOL)
 
 
+@pytest.mark.parametrize("function", ["fast_conv_transpose", "subpixel_conv_transpose"])
+@pytest.mark.parametrize("shape", [(4, 4), (8, 8), (4, 8)])
+def test_subpixel_conv_transpose_is_the_transposed_conv_forward_and_backward(function, shape):
+    rng = np.random.default_rng(sum(shape))
+    inputs = tf.constant(rng.normal(0, 1, (3, *shape, 24)), tf.float32)
+    kernel = tf.constant(rng.normal(0, 0.1, (4, 4, 40, 24)), tf.float32)
+    got = values_and_gradients(getattr(conv_forms, function), inputs, kernel)
+    expected = values_and_gradients(
+        lambda x, w: ops.conv_transpose(x, w, strides=2, padding="same"), inputs, kernel
+    )
+    assert got[0].shape == (3, 2 * shape[0], 2 * shape[1], 40)
+    for got_values, expected_values in zip(got, expected, strict=True):
+        np.testing.assert_allclose(got_values.numpy(), expected_values.numpy(), atol=ATOL)
+
+
+@pytest.mark.parametrize("size", [8, 16])
+def test_fast_strided_conv_is_the_strided_conv_forward_and_backward(size):
+    rng = np.random.default_rng(20 + size)
+    inputs = tf.constant(rng.normal(0, 1, (3, size, size, 24)), tf.float32)
+    kernel = tf.constant(rng.normal(0, 0.1, (4, 4, 24, 40)), tf.float32)
+    got = values_and_gradients(conv_forms.fast_strided_conv, inputs, kernel)
+    expected = values_and_gradients(
+        lambda x, w: ops.conv(x, w, strides=2, padding="same"), inputs, kernel
+    )
+    for got_values, expected_values in zip(got, expected, strict=True):
+        np.testing.assert_allclose(got_values.numpy(), expected_values.numpy(), atol=ATOL)
+
+
+def decoder_op_types(generator, portable: bool) -> list[str]:
+    """The op types of the traced decode of 3 intensities (inference), optionally portable."""
+    base, delta = generator.encode(tf.zeros((1, 64, 64, 3)))
+    decode = tf.function(lambda a: generator.decode(base, delta, a))
+    if portable:
+        with conv_forms.portable_graph():
+            graph = decode.get_concrete_function(tf.TensorSpec([3], tf.float32)).graph
+    else:
+        graph = decode.get_concrete_function(tf.TensorSpec([3], tf.float32)).graph
+    return [operation.type for operation in graph.get_operations()]
+
+
+def test_generation_takes_the_faster_transposed_convs_and_exports_the_standard_ones(
+    monkeypatch,
+):
+    monkeypatch.setenv(conv_forms.ENVIRONMENT_VARIABLE, "subpixel")
+    generator = AffineGenerator(TINY, seed=3)
+    generator.build()
+    # tiny decodes from 1x1 to 64x64: transposed convs from maps of 1, 2, 4, 8, 16 and 32 pixels.
+    fast = decoder_op_types(generator, portable=False)
+    assert fast.count("Conv2DBackpropInput") == 1  # the outermost (32 -> 64) only
+    assert fast.count("DepthToSpace") == 4  # 2 (the matrix product's), 4, 8, 16
+    portable = decoder_op_types(generator, portable=True)
+    assert portable.count("Conv2DBackpropInput") == 6
+    assert "DepthToSpace" not in portable and "MatMul" not in portable
+    # Where the machine's own transposed conv is as fast, only the matrix products remain.
+    monkeypatch.setenv(conv_forms.ENVIRONMENT_VARIABLE, "standard")
+    standard = decoder_op_types(generator, portable=False)
+    assert standard.count("Conv2DBackpropInput") == 4  # 4, 8, 16, 32
+    assert standard.count("DepthToSpace") == 1  # the 2x2 matrix product's
+
+
+def test_the_machine_decides_the_conv_forms_unless_told(monkeypatch):
+    decision = conv_forms.probe()
+    assert decision["standard_seconds"] > 0 and decision["subpixel_seconds"] > 0
+    assert decision["subpixel_is_faster"] == (
+        decision["standard_seconds"] > conv_forms.PROBE_MARGIN * decision["subpixel_seconds"]
+    )
+    monkeypatch.setenv(conv_forms.ENVIRONMENT_VARIABLE, "auto")
+    assert conv_forms.use_subpixel_forms() == decision["subpixel_is_faster"]
+
+    def no_probe():
+        raise AssertionError("a forced choice must not measure")
+
+    monkeypatch.setattr(conv_forms, "probe", no_probe)
+    monkeypatch.setenv(conv_forms.ENVIRONMENT_VARIABLE, "Subpixel")
+    assert conv_forms.use_subpixel_forms()
+    monkeypatch.setenv(conv_forms.ENVIRONMENT_VARIABLE, "standard")
+    assert not conv_forms.use_subpixel_forms()
+    monkeypatch.setenv(conv_forms.ENVIRONMENT_VARIABLE, "fast")
+    with pytest.raises(UserError, match="AFFINEGAN_TF_CONV_FORMS='fast'"):
+        conv_forms.use_subpixel_forms()
+
+
 def test_only_training_takes_the_small_map_path_and_it_gives_the_same_features():
     generator = AffineGenerator(TINY, seed=3)
     generator.build()
@@ -234,7 +320,9 @@ def train_losses(steps):
 
 
 def test_a_few_training_steps_give_the_losses_of_the_old_computation(monkeypatch):
-    new = train_losses(3)
+    with monkeypatch.context() as patch:
+        patch.setenv(conv_forms.ENVIRONMENT_VARIABLE, "subpixel")  # every rewrite on
+        new = train_losses(3)
 
     def old_instance_norm_call(self, inputs):
         values = ops.cast(inputs, "float32")
@@ -272,6 +360,7 @@ def test_a_few_training_steps_give_the_losses_of_the_old_computation(monkeypatch
         patch.setattr(networks, "affine_combine", old_affine_combine)
         patch.setattr(affine_layers, "SMALL_MAP_CONV", 0)
         patch.setattr(affine_layers, "SMALL_MAP_CONV_TRANSPOSE", 0)
+        patch.setenv(conv_forms.ENVIRONMENT_VARIABLE, "standard")
         old = train_losses(3)
 
     assert len(new) == len(old) == 3
@@ -295,3 +384,17 @@ def test_a_few_training_steps_give_the_losses_of_the_old_computation(monkeypatch
                 # the same computation: rounding noise, which Adam's first steps magnify.
                 tolerance = {"rel": 1e-5 if step == 0 else 1e-3, "abs": 1e-6}
             assert new_logs[name] == pytest.approx(old_logs[name], **tolerance), (step, name)
+
+
+def test_the_saved_model_keeps_the_standard_ops_whatever_the_machine_chose(monkeypatch, tmp_path):
+    from affinegan_tf.export import saved_model
+
+    monkeypatch.setenv(conv_forms.ENVIRONMENT_VARIABLE, "subpixel")
+    generator = AffineGenerator(TINY, seed=3)
+    generator.build()
+    directory = saved_model.export_saved_model(generator, tmp_path)
+    loaded, generate = saved_model.load_generate(directory)
+    graph_def = generate.graph.as_graph_def()
+    op_types = [node.op for function in graph_def.library.function for node in function.node_def]
+    assert op_types.count("Conv2DBackpropInput") >= 6  # the decoder's six transposed convs
+    assert "DepthToSpace" not in op_types and "MatMul" not in op_types

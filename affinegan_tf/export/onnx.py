@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from affinegan_tf.calibration import UNCALIBRATED_APEX
+from affinegan_tf.conv_forms import portable_graph
 from affinegan_tf.export import signature
 from affinegan_tf.networks import AffineGenerator
 
@@ -79,7 +80,8 @@ def export_onnx(
     for model in models:
         traced = _function(generator, model, apex)
         function, specs, names = signature.with_weight_inputs(traced, generator)
-        proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=OPSET)
+        with portable_graph():  # the standard conv ops, which ONNX runtimes map natively
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=OPSET)
         kept = [value for value in proto.graph.input if value.name not in weights]
         proto.graph.initializer.extend(
             onnx.numpy_helper.from_array(weights[name], name) for name in names

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from affinegan_tf.calibration import UNCALIBRATED_APEX
+from affinegan_tf.conv_forms import portable_graph
 from affinegan_tf.export import signature
 from affinegan_tf.networks import AffineGenerator
 
@@ -62,10 +63,13 @@ def export_saved_model(
 ) -> Path:
     """Writes `<out_dir>/saved_model/1/` and returns that folder; `apex` (the raw intensity a = 1
     means, calibration.py) becomes a constant of the signatures' graphs."""
-    module = GenerateModule(generator, apex)
     directory = Path(out_dir) / SAVED_MODEL_DIR / MODEL_VERSION
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tf.saved_model.save(module, str(directory), signatures=module.signatures())
+    # The standard conv ops: the graph does not depend on the exporting machine's conv speeds
+    # (conv_forms.py), and TF Serving runs it on whatever CPU or GPU serves it.
+    with portable_graph():
+        module = GenerateModule(generator, apex)
+        tf.saved_model.save(module, str(directory), signatures=module.signatures())
     return directory
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from affinegan_tf.calibration import UNCALIBRATED_APEX
+from affinegan_tf.conv_forms import portable_graph
 from affinegan_tf.export import signature
 from affinegan_tf.networks import AffineGenerator
 
@@ -84,7 +85,7 @@ def convert(function, fp16: bool = False, generator: AffineGenerator | None = No
     if generator is not None:
         function = signature.with_weights(function, generator, module.weights)
     module.function = function
-    with tempfile.TemporaryDirectory() as temporary:
+    with tempfile.TemporaryDirectory() as temporary, portable_graph():
         key = "serving_default"
         tf.saved_model.save(module, temporary, signatures={key: function.get_concrete_function()})
         return _converter(Path(temporary), key, fp16).convert()
@@ -105,10 +106,11 @@ def export_tflite(
     """
     module = _weights_module(generator)
     signatures = {}
-    for model, (factory, _) in TFLITE_MODELS.items():
-        function = signature.with_weights(factory(generator, apex), generator, module.weights)
-        setattr(module, model, function)
-        signatures[model] = function.get_concrete_function()
+    with portable_graph():
+        for model, (factory, _) in TFLITE_MODELS.items():
+            function = signature.with_weights(factory(generator, apex), generator, module.weights)
+            setattr(module, model, function)
+            signatures[model] = function.get_concrete_function()
     written = []
     with tempfile.TemporaryDirectory() as temporary:
         tf.saved_model.save(module, temporary, signatures=signatures)
