@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from affinegan_tf.config import RunConfig
@@ -190,13 +191,21 @@ def load_model(run_dir: str | Path, checkpoint: str | None = None):
     run_dir = Path(run_dir)
     prefix = checkpoint or latest_checkpoint(run_dir)
     config = RunConfig.load(run_dir / CONFIG_FILE)
-    model = AffineGAN(
-        config.model,
-        use_local_discriminator=config.model.local_discriminator == "on",
-        seed=config.train.seed,
-        ema_decay=config.train.ema_decay,
-    )
-    model.build()
+    # Float32 layers whatever precision the process trained in (a `fit` with --mixed-precision
+    # leaves its global policy set): generation and every export compute in float32, and TFLite
+    # converts no bfloat16 convs. The variables are float32 under every policy.
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        model = AffineGAN(
+            config.model,
+            use_local_discriminator=config.model.local_discriminator == "on",
+            seed=config.train.seed,
+            ema_decay=config.train.ema_decay,
+        )
+        model.build()
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
     try:
         missing = _restore(_tracked(model.variables, "model"), prefix, partial=True, model=model)
     except (AssertionError, tf.errors.OpError, ValueError) as error:

@@ -73,3 +73,26 @@ def test_the_fit_flag_takes_an_optional_dtype():
     assert parsed("--mixed-precision", "bfloat16") == "bfloat16"
     with pytest.raises(SystemExit):
         parsed("--mixed-precision", "int8")
+
+
+def test_a_run_loaded_after_bfloat16_training_generates_and_exports_in_float32(tmp_path):
+    import export_helpers
+
+    from affinegan_tf.checkpoints import load_model
+    from affinegan_tf.export.tflite import export_tflite
+
+    run_dir = export_helpers.write_run_folder(tmp_path / "run")
+    # What a `fit --mixed-precision bfloat16` leaves behind in its process (the demo and Python
+    # users export in the same process).
+    export_helpers.fresh_names()  # (clears the session, and with it the policy: set it after)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model, _ = load_model(run_dir)
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # left as it was
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    generator = model.inference_generator
+    assert generator.decoder.blocks[0].conv.compute_dtype == "float32"
+    (tmp_path / "exported").mkdir()
+    files = export_tflite(generator, tmp_path / "exported", fp16=False)
+    assert files and all(path.stat().st_size > 0 for path in files)
