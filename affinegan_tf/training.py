@@ -20,7 +20,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from affinegan_tf import distributed
+from affinegan_tf import conv_forms, distributed
 from affinegan_tf.callbacks import (
     CheckpointAndSamples,
     DeferredLogsCallbackList,
@@ -65,6 +65,8 @@ def fit(run_config: RunConfig, run_dir: str | Path, force: bool = False) -> FitR
 
     configure_tensorflow(run_config)
     strategy = distribution_strategy()
+    # Once, eagerly, before any step is traced (a strategy traces steps in its replica threads).
+    conv_forms.use_subpixel_forms()
     # Several workers (TF_CONFIG): only the chief writes the run folder, the others a scratch one.
     worker = WorkerRole.of(strategy)
     if worker.is_chief:
