@@ -15,14 +15,28 @@ from pathlib import Path
 CPU_FEATURES = ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
-def cpu_model() -> str:
-    """The CPU's name (family/model numbers where the name is generic) and its bf16/AMX flags."""
-    fields = {}
+def _cpuinfo() -> dict[str, str] | None:
+    """The first CPU's /proc/cpuinfo fields (None where there is no /proc/cpuinfo)."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
             fields.setdefault(key.strip(), value.strip())
     except OSError:
+        return None
+    return fields
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (empty where they cannot be read)."""
+    fields = _cpuinfo()
+    return set(fields.get("flags", "").split()) if fields else set()
+
+
+def cpu_model() -> str:
+    """The CPU's name (family/model numbers where the name is generic) and its bf16/AMX flags."""
+    fields = _cpuinfo()
+    if fields is None:
         return platform.processor() or platform.machine()
     name = fields.get("model name", platform.machine())
     family, model = fields.get("cpu family"), fields.get("model")

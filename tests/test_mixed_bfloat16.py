@@ -96,3 +96,21 @@ def test_a_run_loaded_after_bfloat16_training_generates_and_exports_in_float32(t
     (tmp_path / "exported").mkdir()
     files = export_tflite(generator, tmp_path / "exported", fp16=False)
     assert files and all(path.stat().st_size > 0 for path in files)
+
+
+def test_fit_points_float32_runs_on_amx_cpus_at_128_px_and_more_to_bfloat16():
+    from affinegan_tf.training import precision_hint
+
+    def config(image_size, mixed=False):
+        model = dataclasses.replace(PRESETS["small"], image_size=image_size)
+        train = TrainConfig(mixed_precision=mixed, mixed_precision_dtype="bfloat16")
+        return RunConfig(model=model, train=train, preset="small")
+
+    amx = {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+    hint = precision_hint(config(256), amx, [])
+    assert hint is not None and "--mixed-precision bfloat16" in hint
+    assert precision_hint(config(128), amx, []) is not None
+    assert precision_hint(config(64), amx, []) is None  # no gain measured at 64 px
+    assert precision_hint(config(256, mixed=True), amx, []) is None  # already on
+    assert precision_hint(config(256), {"avx512f", "avx512_bf16"}, []) is None  # no AMX
+    assert precision_hint(config(256), amx, ["/device:GPU:0"]) is None  # the GPU trains
