@@ -121,9 +121,12 @@ def generate_frames(
     Returns:
         uint8 [N, S, S, 3].
     """
-    cached = getattr(generator, "_generate_function", None)
-    if cached is None or cached[0] != float(apex):  # one trace per apex (it changes in training)
-        cached = (float(apex), make_generate(generator, float(apex)))
-        generator._generate_function = cached
-    frames = cached[1](np.asarray(image, np.uint8), np.asarray(intensities, np.float32))
+    # One trace per generator: the apex changes during training (every sample GIF would trace
+    # anew, and TensorFlow warns about retracing), so it scales the intensities here instead of
+    # being a constant of the graph as in the exports.
+    generate = getattr(generator, "_generate_function", None)
+    if generate is None:
+        generate = generator._generate_function = make_generate(generator)
+    raw = to_raw(np.asarray(intensities, np.float32), float(apex)).astype(np.float32)
+    frames = generate(np.asarray(image, np.uint8), raw)
     return frames["frames"].numpy()
