@@ -154,60 +154,66 @@ def values_and_gradients(function, inputs, kernel):
     return (outputs, *tape.gradient(loss, [inputs, kernel]))
 
 
-@pytest.mark.parametrize("size", [2, 4])
-def test_small_map_conv_is_the_strided_conv_forward_and_backward(size):
-    rng = np.random.default_rng(size)
-    inputs = tf.constant(rng.normal(0, 1, (3, size, size, 24)), tf.float32)
-    kernel = tf.constant(rng.normal(0, 0.1, (4, 4, 24, 40)), tf.float32)
-    got = values_and_gradients(affine_layers.small_map_conv, inputs, kernel)
-    expected = values_and_gradients(
-        lambda x, w: ops.conv(x, w, strides=2, padding="same"), inputs, kernel
-    )
-    assert got[0].shape == (3, size // 2, size // 2, 40)
+def standard_conv(inputs, kernel):
+    return ops.conv(inputs, kernel, strides=2, padding="same")
+
+
+def standard_conv_transpose(inputs, kernel):
+    return ops.conv_transpose(inputs, kernel, strides=2, padding="same")
+
+
+def assert_same_maths(function, standard, inputs_shape, kernel_shape, seed):
+    """`function` against the standard conv op: values, input and kernel gradients; returns
+    the output shape."""
+    rng = np.random.default_rng(seed)
+    inputs = tf.constant(rng.normal(0, 1, inputs_shape), tf.float32)
+    kernel = tf.constant(rng.normal(0, 0.1, kernel_shape), tf.float32)
+    got = values_and_gradients(function, inputs, kernel)
+    expected = values_and_gradients(standard, inputs, kernel)
     for got_values, expected_values in zip(got, expected, strict=True):
         np.testing.assert_allclose(got_values.numpy(), expected_values.numpy(), atol=ATOL)
+    return tuple(got[0].shape)
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_small_map_conv_is_the_strided_conv_forward_and_backward(size):
+    shape = assert_same_maths(
+        affine_layers.small_map_conv, standard_conv, (3, size, size, 24), (4, 4, 24, 40), size
+    )
+    assert shape == (3, size // 2, size // 2, 40)
 
 
 @pytest.mark.parametrize("size", [1, 2])
 def test_small_map_conv_transpose_is_the_transposed_conv_forward_and_backward(size):
-    rng = np.random.default_rng(10 + size)
-    inputs = tf.constant(rng.normal(0, 1, (3, size, size, 24)), tf.float32)
-    kernel = tf.constant(rng.normal(0, 0.1, (4, 4, 40, 24)), tf.float32)
-    got = values_and_gradients(affine_layers.small_map_conv_transpose, inputs, kernel)
-    expected = values_and_gradients(
-        lambda x, w: ops.conv_transpose(x, w, strides=2, padding="same"), inputs, kernel
+    shape = assert_same_maths(
+        affine_layers.small_map_conv_transpose,
+        standard_conv_transpose,
+        (3, size, size, 24),
+        (4, 4, 40, 24),
+        10 + size,
     )
-    assert got[0].shape == (3, 2 * size, 2 * size, 40)
-    for got_values, expected_values in zip(got, expected, strict=True):
-        np.testing.assert_allclose(got_values.numpy(), expected_values.numpy(), atol=ATOL)
+    assert shape == (3, 2 * size, 2 * size, 40)
 
 
 @pytest.mark.parametrize("function", ["fast_conv_transpose", "subpixel_conv_transpose"])
-@pytest.mark.parametrize("shape", [(4, 4), (8, 8), (4, 8)])
-def test_subpixel_conv_transpose_is_the_transposed_conv_forward_and_backward(function, shape):
-    rng = np.random.default_rng(sum(shape))
-    inputs = tf.constant(rng.normal(0, 1, (3, *shape, 24)), tf.float32)
-    kernel = tf.constant(rng.normal(0, 0.1, (4, 4, 40, 24)), tf.float32)
-    got = values_and_gradients(getattr(conv_forms, function), inputs, kernel)
-    expected = values_and_gradients(
-        lambda x, w: ops.conv_transpose(x, w, strides=2, padding="same"), inputs, kernel
+@pytest.mark.parametrize("size", [(4, 4), (8, 8), (4, 8)])
+def test_subpixel_conv_transpose_is_the_transposed_conv_forward_and_backward(function, size):
+    shape = assert_same_maths(
+        getattr(conv_forms, function),
+        standard_conv_transpose,
+        (3, *size, 24),
+        (4, 4, 40, 24),
+        sum(size),
     )
-    assert got[0].shape == (3, 2 * shape[0], 2 * shape[1], 40)
-    for got_values, expected_values in zip(got, expected, strict=True):
-        np.testing.assert_allclose(got_values.numpy(), expected_values.numpy(), atol=ATOL)
+    assert shape == (3, 2 * size[0], 2 * size[1], 40)
 
 
 @pytest.mark.parametrize("size", [8, 16])
 def test_fast_strided_conv_is_the_strided_conv_forward_and_backward(size):
-    rng = np.random.default_rng(20 + size)
-    inputs = tf.constant(rng.normal(0, 1, (3, size, size, 24)), tf.float32)
-    kernel = tf.constant(rng.normal(0, 0.1, (4, 4, 24, 40)), tf.float32)
-    got = values_and_gradients(conv_forms.fast_strided_conv, inputs, kernel)
-    expected = values_and_gradients(
-        lambda x, w: ops.conv(x, w, strides=2, padding="same"), inputs, kernel
+    shape = assert_same_maths(
+        conv_forms.fast_strided_conv, standard_conv, (3, size, size, 24), (4, 4, 24, 40), 20 + size
     )
-    for got_values, expected_values in zip(got, expected, strict=True):
-        np.testing.assert_allclose(got_values.numpy(), expected_values.numpy(), atol=ATOL)
+    assert shape == (3, size // 2, size // 2, 40)
 
 
 def decoder_op_types(generator, portable: bool) -> list[str]:
