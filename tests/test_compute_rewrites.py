@@ -404,3 +404,21 @@ def test_the_saved_model_keeps_the_standard_ops_whatever_the_machine_chose(monke
     op_types = [node.op for function in graph_def.library.function for node in function.node_def]
     assert op_types.count("Conv2DBackpropInput") >= 6  # the decoder's six transposed convs
     assert "DepthToSpace" not in op_types and "MatMul" not in op_types
+
+
+def test_the_conv_forms_benchmark_measures_both_forms_of_a_level():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "conv_forms_speed.py"
+    spec = importlib.util.spec_from_file_location("conv_forms_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    figures = module.level_figures(1, repeats=1)
+    assert (figures["channels_in"], figures["channels_out"]) == (512, 512)
+    for name in ("forward_b16", "train_b6"):
+        standard, subpixel = figures[f"{name}_standard_ms"], figures[f"{name}_subpixel_ms"]
+        assert standard > 0 and subpixel > 0
+        assert figures[f"{name}_standard_over_subpixel"] == pytest.approx(
+            standard / subpixel, rel=0.05, abs=0.01
+        )
