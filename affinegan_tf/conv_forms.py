@@ -2,11 +2,12 @@
 
 TensorFlow's CPU transposed convolution (Conv2DBackpropInput, also the input gradient of every
 strided conv) is slow on some CPUs and fine on others: the same sums as four small forward
-convolutions interleaved by depth_to_space (`subpixel_conv_transpose`) took 0.35-0.46x its time
-on a 2-core AMD Zen 3 and 0.9-1.1x on a 2-core Intel Sapphire Rapids, where the rewrite made
-training steps 1.2x slower. So the sub-pixel forms are used only where a short measurement on
-this machine (`subpixel_is_faster`, once per process) finds the standard op clearly slower;
+convolutions interleaved by depth_to_space (`subpixel_conv_transpose`) took 0.26-0.46x its time
+on a 2-core AMD Zen 3, but 1.05-1.7x on a 2-core Intel Xeon (Emerald Rapids), where the rewrite
+made `tiny` training steps 1.2x slower. So the sub-pixel forms are used only where a short
+measurement on this machine (`probe`, once per process) finds the standard op clearly slower;
 `AFFINEGAN_TF_CONV_FORMS=subpixel|standard` forces the choice (default `auto`).
+`benchmarks/conv_forms_speed.py` prints the per-level figures behind the decision.
 
 Exports (SavedModel, TFLite, ONNX) keep the standard ops, which TF Serving, converters, GPU
 delegates and mobile providers map natively, and which do not depend on the exporting machine:
@@ -57,7 +58,8 @@ def portable_graph():
 ENVIRONMENT_VARIABLE = "AFFINEGAN_TF_CONV_FORMS"
 CHOICES = ("auto", "subpixel", "standard")
 # The standard op must take this many times the sub-pixel form's time on the probe to lose: the
-# machines measured so far were at 2.2-2.8x (AMD Zen 3) and 0.9-1.1x (Intel Sapphire Rapids).
+# machines measured so far were at 2.2-3.9x (AMD Zen 3, 4x4-16x16 maps) and 0.6-0.85x (the
+# Emerald Rapids Xeon, on the probe's own shape).
 PROBE_MARGIN = 1.4
 _PROBE_LOCK = threading.Lock()
 
