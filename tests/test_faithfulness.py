@@ -114,6 +114,33 @@ def test_adam_has_pytorchs_epsilon_and_loss_scaling_under_mixed_precision():
     assert schedule_of(scaled).total_steps == 100
 
 
+def test_the_fused_adam_update_is_kerass_adam():
+    """FusedAdam (one ResourceApplyAdam per variable) against Keras's Adam over 30 steps of a
+    moving schedule. (Under a strategy FusedAdam runs Keras's own update: test_distributed's
+    MirroredStrategy and test_multi_worker's runs train through that path.)"""
+    from affinegan_tf.optimizers import FusedAdam
+
+    rng = np.random.default_rng(3)
+    start = rng.normal(size=(16, 9)).astype(np.float32)
+    gradients = [rng.normal(size=start.shape).astype(np.float32) for _ in range(30)]
+
+    def train(optimizer_class):
+        variable = keras.Variable(start.copy())
+        optimizer = optimizer_class(
+            ConstantThenLinearDecay(1e-2, 30, 10), beta_1=0.5, beta_2=0.999, epsilon=1e-8
+        )
+        step = tf.function(lambda gradient: optimizer.apply([gradient], [variable]))
+        for gradient in gradients:
+            step(tf.constant(gradient))
+        return variable.numpy()
+
+    keras_result, fused_result = train(keras.optimizers.Adam), train(FusedAdam)
+    assert np.abs(keras_result - start).max() > 0.05
+    np.testing.assert_allclose(fused_result, keras_result, atol=2e-6)
+    generator, _ = make_optimizers(TrainConfig(), 100)
+    assert isinstance(generator, FusedAdam)
+
+
 def test_schedule_tail_in_epochs_steps_or_fraction():
     # The authors' default: 10,000 constant epochs then 100 of linear decay.
     authors = TrainConfig(epochs=10_100, decay_epochs=100)
