@@ -13,12 +13,14 @@ noise).
 
 from __future__ import annotations
 
+import functools
+
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
 from affinegan_tf import conv_forms
-from affinegan_tf.conv_forms import TRANSPOSE_TAPS
 
 
 @keras.saving.register_keras_serializable(package="affinegan_tf")
@@ -98,19 +100,22 @@ def _conv(
     )
 
 
-# The innermost U-Net levels work on maps of 4x4 pixels and less with the widest kernels (at 64 x
-# 64, 256 channels in and out at 4x4, 2x2 and 1x1): there the CPU conv kernels are bound by their
-# per-call set-up and weight traffic, not by arithmetic. The same maths as one matrix product over
-# the kernel taps takes a fraction of the time, forward and backward (a 2-core Zen 3, fwd + bwd,
-# batch 10: the 2x2 -> 4x4 transposed conv 67 -> 15 ms, 1x1 -> 2x2 15 -> 4 ms; the 4x4 -> 2x2 conv
-# 26 -> 9 ms, 2x2 -> 1x1 17 -> 5 ms; at 4x4 and 8x8 the transposed conv, and at 8x8 the conv, are
-# faster as they are). Training steps take this path for both convs; generation in Python for
-# the decoder's transposed convs, which run once per frame. Exports (SavedModel, TFLite, ONNX)
-# trace under `conv_forms.portable_graph()` and keep the standard Conv2D / Conv2DTranspose ops
-# that converters, servers and mobile delegates map natively. Maps of unknown size take the conv
-# ops. Larger maps may take the sub-pixel forms of `conv_forms`, where this machine gains by them.
-SMALL_MAP_CONV = 4
-SMALL_MAP_CONV_TRANSPOSE = 2
+# The innermost U-Net levels work on small maps with the widest kernels: there the CPU conv
+# kernels are bound by their per-call set-up and weight traffic, not by arithmetic. The same maths
+# as matrix products takes a fraction of the time, forward and backward: the im2col (or, for the
+# transposed conv, col2im) step is itself a product with a constant 0/1 matrix, so the backward
+# pass is products too, with no slicing (strided-slice gradients fill a zero tensor of the
+# slice's source per slice: they were 8 % of the `tiny` step). Measured fwd + bwd on a 2-core
+# Emerald Rapids Xeon, batch 6, against the standard op: the 8x8 -> 4x4 conv 512 -> 512 channels
+# 26 -> 14 ms, 16x16 -> 8x8 20 -> 28 ms (so not there); the 4x4 -> 8x8 transposed conv
+# 1,024 -> 512 71 -> 30 ms, 8x8 -> 16x16 mixed (119 -> 89 ms at 1,024 channels, 9.7 -> 12.5 ms at
+# 512 -> 128). Training steps take this path for both convs; generation in Python for the
+# decoder's transposed convs, which run once per frame. Exports (SavedModel, TFLite, ONNX) trace
+# under `conv_forms.portable_graph()` and keep the standard Conv2D / Conv2DTranspose ops that
+# converters, servers and mobile delegates map natively. Maps of unknown size take the conv ops.
+# Larger maps may take the sub-pixel forms of `conv_forms`, where this machine gains by them.
+SMALL_MAP_CONV = 8
+SMALL_MAP_CONV_TRANSPOSE = 4
 
 
 def _is_small(values, limit: int) -> bool:
@@ -119,11 +124,32 @@ def _is_small(values, limit: int) -> bool:
     return height is not None and width is not None and max(height, width) <= limit
 
 
+@functools.cache
+def _tap_matrix(height: int, width: int) -> np.ndarray:
+    """Which input pixel each (output pixel, kernel tap) of a 4x4 stride-2 "same" conv reads.
+
+    Returns:
+        [(H / 2) * (W / 2) * 16, H * W] of 0/1: row (output pixel, tap row, tap column), column
+        input pixel, both row-major. All-zero rows are taps on the zero padding. The transposed
+        conv of an (H / 2) x (W / 2) map to H x W uses the same pairs the other way round.
+    """
+    out_height, out_width = height // 2, width // 2
+    matrix = np.zeros((out_height * out_width * 16, height * width), np.float32)
+    for out_row, out_col, tap_row, tap_col in np.ndindex(out_height, out_width, 4, 4):
+        # "Same" padding of a 4x4 stride-2 conv of an even size puts one zero row/column before.
+        row, col = 2 * out_row - 1 + tap_row, 2 * out_col - 1 + tap_col
+        if 0 <= row < height and 0 <= col < width:
+            matrix[
+                ((out_row * out_width + out_col) * 4 + tap_row) * 4 + tap_col, row * width + col
+            ] = 1
+    return matrix
+
+
 def small_map_conv(inputs, kernel):
-    """A 4x4 stride-2 "same" convolution of a map of at most 4x4 pixels as a matrix product.
+    """A 4x4 stride-2 "same" convolution of a small map as matrix products.
 
     Args:
-        inputs: [N, H, W, C_in] with H and W even and at most 4.
+        inputs: [N, H, W, C_in] with H and W even and known.
         kernel: [4, 4, C_in, C_out] (Keras's Conv2D layout).
 
     Returns:
@@ -131,31 +157,22 @@ def small_map_conv(inputs, kernel):
     """
     height, width, channels = inputs.shape[1], inputs.shape[2], inputs.shape[3]
     outputs = kernel.shape[3]
-    if height == 2 and width == 2:
-        # One output pixel; "same" padding puts the 2x2 input under taps 1..2 of each axis.
-        patches = ops.reshape(inputs, (-1, 4 * channels))
-        taps = ops.reshape(kernel[1:3, 1:3], (4 * channels, outputs))
-        return ops.reshape(ops.matmul(patches, taps), (-1, 1, 1, outputs))
-    padded = ops.pad(inputs, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    patches = ops.concatenate(
-        [
-            padded[:, row : row + height : 2, col : col + width : 2, :]
-            for row in range(4)
-            for col in range(4)
-        ],
-        axis=-1,
-    )
-    product = ops.matmul(
+    gather = tf.constant(_tap_matrix(height, width), inputs.dtype)
+    patches = tf.linalg.matmul(gather, ops.reshape(inputs, (-1, height * width, channels)))
+    product = tf.linalg.matmul(
         ops.reshape(patches, (-1, 16 * channels)), ops.reshape(kernel, (16 * channels, outputs))
     )
     return ops.reshape(product, (-1, height // 2, width // 2, outputs))
 
 
 def small_map_conv_transpose(inputs, kernel):
-    """A 4x4 stride-2 "same" transposed convolution of a map of at most 2x2 pixels, as a product.
+    """A 4x4 stride-2 "same" transposed convolution of a small map as matrix products.
+
+    Every input pixel goes through all 16 taps at once; a constant 0/1 matrix then adds up, for
+    each output pixel, the taps that reach it (the tap pairs of `_tap_matrix`, transposed).
 
     Args:
-        inputs: [N, H, W, C_in] with H and W at most 2.
+        inputs: [N, H, W, C_in] with H and W known.
         kernel: [4, 4, C_out, C_in] (Keras's Conv2DTranspose layout).
 
     Returns:
@@ -163,34 +180,18 @@ def small_map_conv_transpose(inputs, kernel):
     """
     height, width, channels = inputs.shape[1], inputs.shape[2], inputs.shape[3]
     outputs = kernel.shape[2]
-    flat = ops.reshape(inputs, (-1, channels))
-    if height == 1 and width == 1:
-        # The four output pixels each see the one input pixel through one of the central taps.
-        taps = ops.reshape(kernel[1:3, 1:3], (4 * outputs, channels))
-        return ops.reshape(ops.matmul(flat, ops.transpose(taps)), (-1, 2, 2, outputs))
-    # Every input pixel through every tap at once, then each output phase sums its four taps
-    # from the (zero-padded) neighbouring input pixels; depth_to_space interleaves the phases.
-    taps = ops.reshape(kernel, (16 * outputs, channels))
-    spread = ops.reshape(ops.matmul(flat, ops.transpose(taps)), (-1, height, width, 16 * outputs))
-    spread = ops.pad(spread, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    phases = []
-    for row_phase in (0, 1):
-        for col_phase in (0, 1):
-            total = 0
-            for row_offset, row_tap in TRANSPOSE_TAPS[row_phase].items():
-                for col_offset, col_tap in TRANSPOSE_TAPS[col_phase].items():
-                    tap = (row_tap * 4 + col_tap) * outputs
-                    total = (
-                        total
-                        + spread[
-                            :,
-                            1 + row_offset : 1 + row_offset + height,
-                            1 + col_offset : 1 + col_offset + width,
-                            tap : tap + outputs,
-                        ]
-                    )
-            phases.append(total)
-    return tf.nn.depth_to_space(ops.concatenate(phases, axis=-1), 2)
+    spread = tf.linalg.matmul(
+        ops.reshape(inputs, (-1, channels)),
+        ops.reshape(kernel, (16 * outputs, channels)),
+        transpose_b=True,
+    )
+    # The conv of a 2H x 2W map reads pixel p through tap t at output q exactly when this
+    # transposed conv sends input pixel q through tap t to output pixel p.
+    scatter = tf.constant(_tap_matrix(2 * height, 2 * width), inputs.dtype)
+    summed = tf.linalg.matmul(
+        scatter, ops.reshape(spread, (-1, height * width * 16, outputs)), transpose_a=True
+    )
+    return ops.reshape(summed, (-1, 2 * height, 2 * width, outputs))
 
 
 class DownBlock(layers.Layer):

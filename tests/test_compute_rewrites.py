@@ -175,24 +175,30 @@ def assert_same_maths(function, standard, inputs_shape, kernel_shape, seed):
     return tuple(got[0].shape)
 
 
-@pytest.mark.parametrize("size", [2, 4])
+@pytest.mark.parametrize("size", [(2, 2), (4, 4), (8, 8), (4, 8)])
 def test_small_map_conv_is_the_strided_conv_forward_and_backward(size):
+    height, width = size
     shape = assert_same_maths(
-        affine_layers.small_map_conv, standard_conv, (3, size, size, 24), (4, 4, 24, 40), size
+        affine_layers.small_map_conv,
+        standard_conv,
+        (3, height, width, 24),
+        (4, 4, 24, 40),
+        height + width,
     )
-    assert shape == (3, size // 2, size // 2, 40)
+    assert shape == (3, height // 2, width // 2, 40)
 
 
-@pytest.mark.parametrize("size", [1, 2])
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (4, 4), (2, 4)])
 def test_small_map_conv_transpose_is_the_transposed_conv_forward_and_backward(size):
+    height, width = size
     shape = assert_same_maths(
         affine_layers.small_map_conv_transpose,
         standard_conv_transpose,
-        (3, size, size, 24),
+        (3, height, width, 24),
         (4, 4, 40, 24),
-        10 + size,
+        10 + height + width,
     )
-    assert shape == (3, 2 * size, 2 * size, 40)
+    assert shape == (3, 2 * height, 2 * width, 40)
 
 
 @pytest.mark.parametrize("function", ["fast_conv_transpose", "subpixel_conv_transpose"])
@@ -237,15 +243,16 @@ def test_generation_takes_the_faster_transposed_convs_and_exports_the_standard_o
     # tiny decodes from 1x1 to 64x64: transposed convs from maps of 1, 2, 4, 8, 16 and 32 pixels.
     fast = decoder_op_types(generator, portable=False)
     assert fast.count("Conv2DBackpropInput") == 1  # the outermost (32 -> 64) only
-    assert fast.count("DepthToSpace") == 4  # 2 (the matrix product's), 4, 8, 16
+    assert fast.count("DepthToSpace") == 2  # 8 and 16; 1, 2 and 4 are matrix products
+    assert fast.count("BatchMatMulV2") == 3
     portable = decoder_op_types(generator, portable=True)
     assert portable.count("Conv2DBackpropInput") == 6
     assert "DepthToSpace" not in portable and "MatMul" not in portable
     # Where the machine's own transposed conv is as fast, only the matrix products remain.
     monkeypatch.setenv(conv_forms.ENVIRONMENT_VARIABLE, "standard")
     standard = decoder_op_types(generator, portable=False)
-    assert standard.count("Conv2DBackpropInput") == 4  # 4, 8, 16, 32
-    assert standard.count("DepthToSpace") == 1  # the 2x2 matrix product's
+    assert standard.count("Conv2DBackpropInput") == 3  # 8, 16, 32
+    assert "DepthToSpace" not in standard and standard.count("BatchMatMulV2") == 3
 
 
 def test_the_machine_decides_the_conv_forms_unless_told(monkeypatch):
@@ -288,7 +295,7 @@ def test_only_training_takes_the_small_map_path_and_it_gives_the_same_features()
         inference = generator.base_encoder(images)
         assert calls == []
         training = generator.base_encoder(images, training=True)
-    assert calls == [4, 2]  # the encoder's two innermost levels: 4x4 -> 2x2 -> 1x1
+    assert calls == [8, 4, 2]  # the encoder's three innermost levels: 8x8 -> 4x4 -> 2x2 -> 1x1
     for got, expected in zip(training, inference, strict=True):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=ATOL)
 
