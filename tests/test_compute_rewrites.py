@@ -3,8 +3,9 @@
 The rewrites (issue 11): convs that feed instance norm skip their bias add (the norm removes it),
 instance norm multiplies by 1/sqrt(var + eps) computed on the small statistics tensor, and the
 affine combine broadcasts [B, K] intensities against the B neutral encodings instead of repeating
-the features K times; in training steps the innermost levels (maps of at most 4x4 pixels) compute
-their 4x4 stride-2 convs and transposed convs as matrix products over the kernel taps; transposed
+the features K times; in training steps the innermost levels (convs of maps up to 8x8, transposed
+convs of maps up to 4x4) compute as matrix products (im2col / col2im with a constant 0/1 tap
+matrix, then one product with the kernel); larger transposed
 convs of maps up to 16x16 (and the input gradients of the strided convs producing them) run as
 four 2x2 convs + depth_to_space, in training and in TensorFlow generation, on machines where that
 is faster (`conv_forms`; forced on here). The
