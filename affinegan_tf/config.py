@@ -156,6 +156,9 @@ class LossWeights:
         attention_smoothness: Only with attention output: the total variation of the fakes'
             masks (`losses.total_variation`, a mean over neighbour pairs, not GANimation's
             sum), so that masks are smooth regions, not speckles. 0 (off) by default.
+        r1: gamma of an R1 penalty (Mescheder et al. 2018) on the image discriminators (global
+            and local): gamma / 2 times the squared norm of the gradient of each real pair's
+            mean patch logit with respect to the pair. Not in the paper; 0 (off) by default.
     """
 
     global_adversarial: float = 1.0
@@ -165,9 +168,10 @@ class LossWeights:
     intensity_adversarial: float = 100.0
     attention_mask: float = 0.0
     attention_smoothness: float = 0.0
+    r1: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ATTENTION_LOSS_WEIGHTS:
+        for name in (*ATTENTION_LOSS_WEIGHTS, "r1"):
             if getattr(self, name) < 0:
                 raise UserError(
                     f"train.loss_weights.{name} must be >= 0 (0 = off), got {getattr(self, name)}."

@@ -30,6 +30,7 @@ from affinegan_tf.losses import (
     accuracy,
     discriminator_loss,
     generator_adversarial_loss,
+    logits_with_r1,
     mask_mean,
     mean_absolute_error,
     total_variation,
@@ -50,6 +51,8 @@ METRIC_NAMES = (
     "d_global",
     "d_local",
     "d_intensity",
+    # Logged only with an R1 weight (LossWeights.r1).
+    "d_r1",
     "d_real_accuracy",
     "d_fake_accuracy",
     "intensity_mean",
@@ -345,6 +348,15 @@ class AffineGAN(keras.Model):
         ]
         optimizer.apply(gradients, variables)
 
+    def _judge(self, discriminator, pairs, real_count, logs: dict):
+        """Logits on pairs; with an R1 weight, also adds the penalty of the first `real_count`
+        (real) pairs to logs["d_r1"] (summed over the image discriminators)."""
+        if self.loss_weights.r1 <= 0:
+            return discriminator(pairs)
+        logits, penalty = logits_with_r1(discriminator, pairs, real_count)
+        logs["d_r1"] = logs.get("d_r1", 0.0) + penalty
+        return logits
+
     def _discriminator_step(self, batch, forward: GeneratorForward) -> dict:
         """One update of every discriminator on real pairs and detached fakes."""
         fakes = ops.stop_gradient(forward.fakes)
@@ -359,13 +371,14 @@ class AffineGAN(keras.Model):
                 ],
                 axis=0,
             )
-            logits = self.global_discriminator(pairs)
+            logits = self._judge(self.global_discriminator, pairs, total, logs)
             real_logits, fake_logits = logits[:total], logits[total:]
             loss = logs["d_global"] = discriminator_loss(real_logits, fake_logits)
             if self.local_discriminator is not None:
                 # Each frame masked by its own mask: the neutral frame by the neutral's.
                 masked_neutral = ops.multiply(neutral, forward.neutral_masks)
-                local_logits = self.local_discriminator(
+                local_logits = self._judge(
+                    self.local_discriminator,
                     ops.concatenate(
                         [
                             ops.concatenate(
@@ -374,7 +387,9 @@ class AffineGAN(keras.Model):
                             ops.concatenate([masked_neutral, ops.multiply(fakes, masks)], axis=-1),
                         ],
                         axis=0,
-                    )
+                    ),
+                    total,
+                    logs,
                 )
                 logs["d_local"] = discriminator_loss(local_logits[:total], local_logits[total:])
                 loss = loss + logs["d_local"]
@@ -387,6 +402,8 @@ class AffineGAN(keras.Model):
                     real_intensity_logits, fake_intensity_logits
                 )
                 loss = loss + logs["d_intensity"]
+            if "d_r1" in logs:
+                loss = loss + 0.5 * self.loss_weights.r1 * logs["d_r1"]
             scaled = self._scaled(self.discriminator_optimizer, loss)
         self._apply(self.discriminator_optimizer, tape, scaled, self.discriminator_variables)
         logs["d_real_accuracy"] = accuracy(real_logits, True)

@@ -1,7 +1,8 @@
-"""Pure loss functions (no state): vanilla GAN losses on logits, L1 and the mask penalties."""
+"""Loss functions: vanilla GAN losses on logits, L1, the mask penalties and R1."""
 
 from __future__ import annotations
 
+import tensorflow as tf
 from keras import ops
 
 
@@ -55,3 +56,23 @@ def accuracy(logits, is_real: bool):
     logits = ops.cast(logits, "float32")
     correct = logits > 0 if is_real else logits <= 0
     return ops.mean(ops.cast(correct, "float32"))
+
+
+def logits_with_r1(discriminator, pairs, real_count: int):
+    """The discriminator's logits on `pairs` and the R1 term of its first `real_count` (real)
+    pairs: the mean over those pairs of |grad_x mean-patch-logit(x)|^2 (Mescheder et al. 2018).
+
+    The gradient is taken on a tape of its own inside the caller's, so the caller's tape sees
+    it and differentiates the penalty too (a second-order gradient through the discriminator:
+    nothing in it may carry a custom gradient). One discriminator call serves both: instance
+    norm and convs act per pair, so the fake pairs of the batch add nothing to the real ones'
+    gradient.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(pairs)
+        logits = discriminator(pairs)
+        real_scores = ops.mean(ops.cast(logits[:real_count], "float32"), axis=(1, 2, 3))
+        score = ops.sum(real_scores)
+    gradients = tape.gradient(score, pairs)[:real_count]
+    penalty = ops.mean(ops.sum(ops.square(ops.cast(gradients, "float32")), axis=(1, 2, 3)))
+    return logits, penalty
