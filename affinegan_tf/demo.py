@@ -41,6 +41,10 @@ TOY_SIZE = 64
 # minutes: measured 0.6 min on 2 cores (demo total 7.6 min with 7.0 min of training planned).
 OVERHEAD_MINUTES = 1.0
 MIN_STEPS = 200
+# A real run trains at this share of the speed probe's rate (random data, no checkpoints, sample
+# GIFs or callbacks): measured 0.88 (8.0 against 9.1 steps/s, a default demo on a 2-core Xeon,
+# which overran its 9 minutes by 0.8 when planned at the probe's rate) and 0.94 (7.2 against 7.7).
+FIT_SPEED_SHARE = 0.9
 OVERVIEW_FACES = 6
 # What the README's demo figures were trained with (2 idle Zen 5 cores, 9 minutes: Spearman
 # 0.93). Far fewer steps rank much worse: 1,271 steps (9 minutes on 2 Zen 3 cores without
@@ -82,6 +86,20 @@ def budget_advice(rate: float, steps: int) -> str | None:
     )
 
 
+def plan_steps(probe_rate: float, minutes: float, cap: int | None) -> tuple[int, float]:
+    """Steps that fill the demo's training minutes, and the steps/s a real run is expected at.
+
+    Args:
+        probe_rate: Steps per second measured by the speed probe.
+        minutes: The whole demo's budget (OVERHEAD_MINUTES of it is kept for the rest).
+        cap: The recipe's step count (no more is trained), or None.
+    """
+    rate = probe_rate * FIT_SPEED_SHARE
+    budget = max(minutes - OVERHEAD_MINUTES, 0.5) * 60
+    steps = max(MIN_STEPS, int(rate * budget))
+    return min(steps, cap or steps), rate
+
+
 def _train(out_dir: Path, data_dir: Path, minutes: float, seed: int, steps: int | None):
     run_dir = out_dir / "run"
     if is_run_folder(run_dir):
@@ -92,13 +110,14 @@ def _train(out_dir: Path, data_dir: Path, minutes: float, seed: int, steps: int 
     if steps is None:
         _say("[2/6] Measuring training speed on this machine ...")
         # The toy set has masks, so training uses the local D: measure with it.
-        rate = measure_steps_per_second(
+        probe_rate = measure_steps_per_second(
             replace(config, model=replace(config.model, local_discriminator="on"))
         )
-        budget = max(minutes - OVERHEAD_MINUTES, 0.5) * 60
-        steps = max(MIN_STEPS, int(rate * budget))
-        steps = min(steps, config.train.steps or steps)
-        planned = f"{rate:.1f} steps/s -> training {steps} steps (~{steps / rate / 60:.1f} min)"
+        steps, rate = plan_steps(probe_rate, minutes, config.train.steps)
+        planned = (
+            f"{probe_rate:.1f} steps/s measured (~{rate:.1f} with checkpoints and samples) -> "
+            f"training {steps} steps (~{steps / rate / 60:.1f} min)"
+        )
         advice = budget_advice(rate, steps)
         if advice:
             _say(f"[2/6] Note: {advice}")

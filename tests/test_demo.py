@@ -59,6 +59,19 @@ def test_demo_writes_everything_and_a_rerun_reuses_it(tmp_path):
     assert json.loads((out_dir / "summary.json").read_text())["steps"] == STEPS
 
 
+def test_plan_steps_fills_the_training_minutes_at_a_real_runs_speed():
+    from affinegan_tf.demo import FIT_SPEED_SHARE, MIN_STEPS, OVERHEAD_MINUTES, plan_steps
+
+    # 9.1 steps/s probed, 9 minutes: 8 of them train at the real run's 0.9 x 9.1 steps/s.
+    steps, rate = plan_steps(9.1, 9.0, 12000)
+    assert rate == pytest.approx(9.1 * FIT_SPEED_SHARE)
+    assert steps == int(9.1 * FIT_SPEED_SHARE * (9.0 - OVERHEAD_MINUTES) * 60)  # 3931
+    assert steps / rate / 60 == pytest.approx(9.0 - OVERHEAD_MINUTES, abs=0.01)
+    assert plan_steps(9.1, 60.0, 12000)[0] == 12000  # never past the recipe's steps
+    assert plan_steps(9.1, 60.0, None)[0] > 12000
+    assert plan_steps(0.1, 1.0, 12000)[0] == MIN_STEPS  # a tiny budget still trains something
+
+
 def test_budget_advice_names_the_minutes_that_reach_the_reference_steps():
     from affinegan_tf.demo import OVERHEAD_MINUTES, REFERENCE_STEPS, budget_advice
 
