@@ -66,7 +66,8 @@ def logits_with_r1(discriminator, pairs, real_count: int):
     it and differentiates the penalty too (a second-order gradient through the discriminator:
     nothing in it may carry a custom gradient). One discriminator call serves both: instance
     norm and convs act per pair, so the fake pairs of the batch add nothing to the real ones'
-    gradient.
+    gradient. The inner gradient is not loss-scaled: under `mixed_float16` small input
+    gradients can underflow to zero in float16 (bfloat16 has float32's range).
     """
     with tf.GradientTape() as tape:
         tape.watch(pairs)
