@@ -46,9 +46,9 @@ MIN_STEPS = 200
 # which overran its 9 minutes by 0.8 when planned at the probe's rate) and 0.94 (7.2 against 7.7).
 FIT_SPEED_SHARE = 0.9
 OVERVIEW_FACES = 6
-# What the README's demo figures were trained with (2 idle Zen 5 cores, 9 minutes: Spearman
-# 0.93). Far fewer steps rank much worse: 1,271 steps (9 minutes on 2 Zen 3 cores without
-# AVX-512) ranked the held-out videos at 0.40 (docs/RESULTS.md).
+# The steps at which the recipe ranked held-out videos at 0.92-0.93 (2 idle Zen 5 cores, 9
+# minutes; docs/RESULTS.md). Far fewer steps rank much worse: 1,271 steps (9 minutes on 2 Zen 3
+# cores without AVX-512) ranked them at 0.40.
 REFERENCE_STEPS = 5800
 PIPELINE = "toy"  # the built-in recipe (pipelines/toy.toml, shipped in the package)
 
@@ -70,19 +70,20 @@ def _toy_data(out_dir: Path, expression: str, seed: int) -> Path:
 
 
 def budget_advice(rate: float, steps: int) -> str | None:
-    """What to tell a user whose machine trains well under the README's step count, else None.
+    """What to tell a user whose machine trains well under REFERENCE_STEPS, else None.
 
     Args:
-        rate: Measured training steps per second.
+        rate: Steps per second the run is expected at (plan_steps).
         steps: Steps the budget allows.
     """
     if steps >= 0.8 * REFERENCE_STEPS:
         return None
     minutes = REFERENCE_STEPS / rate / 60 + OVERHEAD_MINUTES
     return (
-        f"this machine trains {steps} steps in the budget, where the README's figures used "
-        f"{REFERENCE_STEPS}; expect a weaker model (intensities ranked less well, fainter "
-        f"expressions). `--minutes {math.ceil(minutes)}` trains {REFERENCE_STEPS} steps here."
+        f"this machine trains {steps} steps in the budget, where the recipe's best figures "
+        f"(docs/RESULTS.md) used {REFERENCE_STEPS}; expect a weaker model (intensities ranked "
+        f"less well, fainter expressions). `--minutes {math.ceil(minutes)}` trains "
+        f"{REFERENCE_STEPS} steps here."
     )
 
 

@@ -75,7 +75,7 @@ def test_plan_steps_fills_the_training_minutes_at_a_real_runs_speed():
 def test_budget_advice_names_the_minutes_that_reach_the_reference_steps():
     from affinegan_tf.demo import OVERHEAD_MINUTES, REFERENCE_STEPS, budget_advice
 
-    assert budget_advice(12.0, 5700) is None  # a machine like the README's: nothing to say
+    assert budget_advice(12.0, 5700) is None  # a machine like the Zen 5's: nothing to say
     advice = budget_advice(2.65, 1271)  # 2 Zen 3 cores, measured
     minutes = REFERENCE_STEPS / 2.65 / 60 + OVERHEAD_MINUTES  # 37.5
     assert "1271 steps" in advice and f"--minutes {int(minutes) + 1}" in advice
