@@ -18,7 +18,7 @@ import numpy as np
 
 from affinegan_tf.animation import write_animation
 from affinegan_tf.checkpoints import load_model
-from affinegan_tf.config import RunConfig, replace
+from affinegan_tf.config import RunConfig
 from affinegan_tf.data.square import square_resize
 from affinegan_tf.data.video import read_frames
 from affinegan_tf.errors import UserError, missing_modules
@@ -31,7 +31,7 @@ from affinegan_tf.generation import intensity_sweep
 from affinegan_tf.recipes import resolve_config
 from affinegan_tf.rendering import generate_frames
 from affinegan_tf.run_folder import CONFIG_FILE, intensity_apex, is_run_folder
-from affinegan_tf.speed import measure_steps_per_second
+from affinegan_tf.speed import config_for_masked_data, measure_steps_per_second
 from affinegan_tf.toy import write_toy_dataset
 from affinegan_tf.training import fit
 
@@ -111,9 +111,7 @@ def _train(out_dir: Path, data_dir: Path, minutes: float, seed: int, steps: int 
     if steps is None:
         _say("[2/6] Measuring training speed on this machine ...")
         # The toy set has masks, so training uses the local D: measure with it.
-        probe_rate = measure_steps_per_second(
-            replace(config, model=replace(config.model, local_discriminator="on"))
-        )
+        probe_rate = measure_steps_per_second(config_for_masked_data(config))
         steps, rate = plan_steps(probe_rate, minutes, config.train.steps)
         planned = (
             f"{probe_rate:.1f} steps/s measured (~{rate:.1f} with checkpoints and samples) -> "

@@ -55,17 +55,6 @@ def _overrides(pairs: list[str]) -> dict[str, dict]:
     return sections
 
 
-def speed_config(config):
-    """The config whose step is timed: the variant as configured, with "auto" local D resolved
-    to "on" (the toy set has masks; the random data of the speed probe has none, so "auto"
-    would time the step without the mouth D). An explicit "off" stays off."""
-    from affinegan_tf.config import replace
-
-    if config.model.local_discriminator != "auto":
-        return config
-    return replace(config, model=replace(config.model, local_discriminator="on"))
-
-
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -91,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from affinegan_tf.machine_load import cpu_model
     from affinegan_tf.recipes import resolve_config
     from affinegan_tf.run_folder import intensity_apex
-    from affinegan_tf.speed import measure_steps_per_second
+    from affinegan_tf.speed import config_for_masked_data, measure_steps_per_second
     from affinegan_tf.toy import write_toy_dataset
     from affinegan_tf.training import fit
 
@@ -120,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     config = config_for()
-    rate = measure_steps_per_second(speed_config(config))
+    rate = measure_steps_per_second(config_for_masked_data(config))
     steps = args.steps or max(100, int(rate * args.minutes * 60))
     run_dir = out / f"{args.name}-{args.expression}-{args.seed}"
     started = time.monotonic()
