@@ -137,9 +137,9 @@ def test_an_override_sets_one_loss_weight_and_keeps_the_recipes_others(tmp_path)
     )
     weights = config.train.loss_weights
     assert weights.attention_mask == 0.5 and config.train.steps == 7
-    # The recipe's own weight (D_a's 10, not the paper's 100) stays; the rest are the paper's.
+    # The recipe's own weight (D_a's 1, not the paper's 100) stays; the rest are the paper's.
     assert weights == dataclasses.replace(
-        LossWeights(), attention_mask=0.5, intensity_adversarial=10.0
+        LossWeights(), attention_mask=0.5, intensity_adversarial=1.0
     )
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(
