@@ -58,6 +58,12 @@ class ModelConfig:
             deviation, as in GANimation: the decoder also draws a mask m in [0, 1] and the frame
             is m * drawn + (1 - m) * input, so what the expression does not change is copied
             from the input photo instead of being redrawn).
+        condition_jitter: Training only, a deviation (0, off, is the paper): the neutral frame of
+            every pair the image discriminators judge, real or fake, is shifted by a random
+            offset of up to this fraction of the image side (mirrored borders). The head moves
+            between the frames of a real video, so a real pair is never pixel-aligned; without
+            the shift a fake that copies the photo where the expression changes nothing is told
+            apart by its exact alignment, and the generator learns to redraw (blurred) outlines.
     """
 
     image_size: int = 256
@@ -73,6 +79,7 @@ class ModelConfig:
     num_targets: int = 5
     intensity_gradient: bool = False
     output: str = "image"
+    condition_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -96,6 +103,11 @@ class ModelConfig:
             raise UserError(f"num_targets must be >= 1, got {self.num_targets}.")
         if self.output not in OUTPUT_MODES:
             raise UserError(f"output must be one of {OUTPUT_MODES}, got {self.output!r}.")
+        if not 0 <= self.condition_jitter <= 0.25:
+            raise UserError(
+                f"condition_jitter must be in [0, 0.25] (a fraction of the image side), "
+                f"got {self.condition_jitter}."
+            )
 
     @property
     def levels(self) -> int:
@@ -111,6 +123,13 @@ class ModelConfig:
     def load_size(self) -> int:
         """Size frames are resized to before the random crop (286 for 256)."""
         return int(round(self.image_size * LOAD_SIZE_RATIO))
+
+    @property
+    def condition_jitter_pixels(self) -> int:
+        """`condition_jitter` in pixels at this image size (at least 1 when it is on)."""
+        if self.condition_jitter == 0:
+            return 0
+        return max(1, round(self.condition_jitter * self.image_size))
 
     def encoder_channels(self) -> list[int]:
         """Output channels of each encoder level, outermost first."""

@@ -15,8 +15,6 @@ has to read the losses on the host every step.
 
 from __future__ import annotations
 
-import contextlib
-import random
 from dataclasses import dataclass
 
 import keras
@@ -26,6 +24,7 @@ from keras import ops
 from affinegan_tf.config import LossWeights, ModelConfig, check_loss_weights
 from affinegan_tf.ema import WeightAverage, make_average_generator
 from affinegan_tf.intensity import IntensityEstimator
+from affinegan_tf.layers import shift_randomly
 from affinegan_tf.losses import (
     accuracy,
     discriminator_loss,
@@ -35,7 +34,12 @@ from affinegan_tf.losses import (
     mean_absolute_error,
     total_variation,
 )
-from affinegan_tf.networks import AffineGenerator, IntensityDiscriminator, PatchDiscriminator
+from affinegan_tf.networks import (
+    AffineGenerator,
+    IntensityDiscriminator,
+    PatchDiscriminator,
+    seeded_initializers,
+)
 from affinegan_tf.nonfinite import NonFiniteWatch
 
 METRIC_NAMES = (
@@ -103,7 +107,7 @@ class AffineGAN(keras.Model):
         super().__init__(**kwargs)
         self.config = config
         self.use_local_discriminator = use_local_discriminator
-        with _seeded_initializers(seed):
+        with seeded_initializers(seed):
             self.generator = AffineGenerator(config, seed=seed, name="generator")
             self.global_discriminator = PatchDiscriminator(config.ndf, name="global_discriminator")
             self.local_discriminator = (
@@ -143,6 +147,12 @@ class AffineGAN(keras.Model):
             trainable=False,
             aggregation="only_first_replica",
             name="step",
+        )
+        self.jitter_pixels = config.condition_jitter_pixels
+        self.jitter_seed = (
+            keras.random.SeedGenerator(seed + 104729, name="condition_jitter_seed")
+            if self.jitter_pixels
+            else None
         )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
         self.nonfinite_watch = NonFiniteWatch(METRIC_NAMES)
@@ -348,6 +358,13 @@ class AffineGAN(keras.Model):
         ]
         optimizer.apply(gradients, variables)
 
+    def _condition(self, neutral):
+        """The neutral frames as the image discriminators see them in a pair (`ModelConfig.
+        condition_jitter`: shifted at random, one offset per call)."""
+        if not self.jitter_pixels:
+            return neutral
+        return shift_randomly(neutral, self.jitter_pixels, self.jitter_seed)
+
     def _judge(self, discriminator, pairs, real_count, logs: dict):
         """Logits on pairs; with an R1 weight, also adds the penalty of the first `real_count`
         (real) pairs to logs["d_r1"] (summed over the image discriminators)."""
@@ -360,14 +377,16 @@ class AffineGAN(keras.Model):
     def _discriminator_step(self, batch, forward: GeneratorForward) -> dict:
         """One update of every discriminator on real pairs and detached fakes."""
         fakes = ops.stop_gradient(forward.fakes)
+        # Real and fake pairs share one conditioning frame (and shift) per discriminator.
         neutral, targets, masks = forward.neutral_repeated, forward.targets, forward.masks
+        conditioned = self._condition(neutral)
         total = ops.shape(targets)[0]
         logs = {}
         with tf.GradientTape() as tape:
             pairs = ops.concatenate(
                 [
-                    ops.concatenate([neutral, targets], axis=-1),
-                    ops.concatenate([neutral, fakes], axis=-1),
+                    ops.concatenate([conditioned, targets], axis=-1),
+                    ops.concatenate([conditioned, fakes], axis=-1),
                 ],
                 axis=0,
             )
@@ -376,7 +395,7 @@ class AffineGAN(keras.Model):
             loss = logs["d_global"] = discriminator_loss(real_logits, fake_logits)
             if self.local_discriminator is not None:
                 # Each frame masked by its own mask: the neutral frame by the neutral's.
-                masked_neutral = ops.multiply(neutral, forward.neutral_masks)
+                masked_neutral = self._condition(ops.multiply(neutral, forward.neutral_masks))
                 local_logits = self._judge(
                     self.local_discriminator,
                     ops.concatenate(
@@ -414,7 +433,7 @@ class AffineGAN(keras.Model):
         """The generator's loss terms and their weighted total (AFFINEGAN.md's normalisation)."""
         weights = self.loss_weights
         neutral, fakes = forward.neutral_repeated, forward.fakes
-        fake_pairs = ops.concatenate([neutral, fakes], axis=-1)
+        fake_pairs = ops.concatenate([self._condition(neutral), fakes], axis=-1)
         logs = {
             "g_global_adversarial": generator_adversarial_loss(
                 self.global_discriminator(fake_pairs)
@@ -431,7 +450,7 @@ class AffineGAN(keras.Model):
         if self.local_discriminator is not None:
             local_pairs = ops.concatenate(
                 [
-                    ops.multiply(neutral, forward.neutral_masks),
+                    self._condition(ops.multiply(neutral, forward.neutral_masks)),
                     ops.multiply(fakes, forward.masks),
                 ],
                 axis=-1,
@@ -478,18 +497,3 @@ class AffineGAN(keras.Model):
             self.trackers[name].update_state(value)
         self.nonfinite_watch.update_state(self.step, logs)
         return {name: self.trackers[name].result() for name in logs}
-
-
-@contextlib.contextmanager
-def _seeded_initializers(seed: int):
-    """Weight initialisers created inside draw their seeds from `seed`, not the global state.
-
-    Keras gives an unseeded initialiser a seed from Python's `random` when the layer is
-    constructed; this seeds that draw and then puts the caller's random state back.
-    """
-    state = random.getstate()
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(state)

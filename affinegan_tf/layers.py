@@ -321,3 +321,22 @@ def affine_combine(base, delta, intensities):
         return ops.reshape(combined, (-1, *base.shape[1:]))
     scale = ops.reshape(intensities, (-1, 1, 1, 1))
     return base + scale * delta
+
+
+def shift_randomly(images, max_shift: int, seed):
+    """The batch shifted by one random offset in [-max_shift, max_shift] pixels on each axis.
+
+    Borders are mirrored (symmetric padding), so the shift draws no new edge; the shape is kept.
+
+    Args:
+        images: [N, H, W, C] with H, W and C known.
+        max_shift: The largest shift in pixels, >= 1.
+        seed: A `keras.random.SeedGenerator` (or an int).
+    """
+    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+    pad = [[0, 0], [max_shift, max_shift], [max_shift, max_shift], [0, 0]]
+    padded = ops.pad(images, pad, mode="symmetric")
+    offset = keras.random.randint((2,), 0, 2 * max_shift + 1, seed=seed)
+    return ops.slice(
+        padded, [0, offset[0], offset[1], 0], [ops.shape(images)[0], height, width, channels]
+    )

@@ -5,6 +5,9 @@ Shapes follow pix2pix's U-Net for any power-of-two size: log2(size) levels, 1x1 
 
 from __future__ import annotations
 
+import contextlib
+import random
+
 import keras
 from keras import layers, ops
 
@@ -242,3 +245,18 @@ class IntensityRegressor(keras.Model):
 def count_parameters(model: keras.Model) -> int:
     """Total number of weights of a built model."""
     return int(sum(ops.size(weight) for weight in model.weights))
+
+
+@contextlib.contextmanager
+def seeded_initializers(seed: int):
+    """Weight initialisers created inside draw their seeds from `seed`, not the global state.
+
+    Keras gives an unseeded initialiser a seed from Python's `random` when the layer is
+    constructed; this seeds that draw and then puts the caller's random state back.
+    """
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
